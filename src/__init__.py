@@ -1,0 +1,10 @@
+"""handwritten-digits: experiment-tracked recognition of hand-written digits."""
+
+import os
+
+# TensorFlow's C++ start-up chatter (CPU feature notes, oneDNN) hides the run's own output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad override, missing file, strict mode): one line, non-zero exit."""

@@ -1,0 +1,164 @@
+"""MNIST and its offline sample, as numpy arrays and tf.data pipelines.
+
+Digits stay compact (uint8, 28x28) until the model needs them: resizing, channels and the backbone's
+preprocessing live inside the model, so the saved model takes raw MNIST-like input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from src import UserError
+
+log = logging.getLogger(__name__)
+
+NUM_CLASSES = 10
+IMAGE_SHAPE = (28, 28)
+SAMPLE_PATH = Path(__file__).parent / "assets" / "mnist_sample.npz"
+MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@dataclass
+class Digits:
+    """The train/validation/test arrays of one run and where they came from."""
+
+    name: str
+    source: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    fallbacks: list[str] = field(default_factory=list)
+
+    @property
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for array in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
+            h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()[:16]
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a Keras-layout mnist.npz and check it is one."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"data.path: no such file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in _ARRAYS if k in f}
+    except Exception as e:  # zip/npy decoding errors come in many types
+        raise UserError(f"data.path: {path} is not a readable .npz archive ({e})") from None
+    missing = [k for k in _ARRAYS if k not in arrays]
+    if missing:
+        raise UserError(
+            f"data.path: {path} lacks {', '.join(missing)} (expected arrays: {', '.join(_ARRAYS)})"
+        )
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE or len(x) != len(y) or y.ndim != 1:
+            raise UserError(
+                f"data.path: {path}: x_{split} must be (N, 28, 28) with y_{split} (N,); "
+                f"got {x.shape} and {y.shape}"
+            )
+        if len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES):
+            raise UserError(f"data.path: {path}: y_{split} holds labels outside 0-9")
+    return arrays
+
+
+def download_mnist() -> Path | None:
+    """The Keras download/cache of full MNIST, or None when it cannot be had (no network, no cache)."""
+    import keras
+
+    try:
+        return Path(keras.utils.get_file("mnist.npz", MNIST_URL, cache_subdir="datasets"))
+    except Exception as e:  # Keras wraps every network failure in a bare Exception
+        log.debug("MNIST download failed: %s", e)
+        return None
+
+
+def load_digits(cfg, strict: bool = False) -> Digits:
+    """The data of a run as configured by the `data` group, falling back to the sample when offline."""
+    fallbacks: list[str] = []
+    if cfg.name == "mnist_sample":
+        name, source = "mnist_sample", str(SAMPLE_PATH)
+    elif cfg.name == "mnist":
+        name = "mnist"
+        source = cfg.path or download_mnist()
+        if source is None:
+            message = (
+                f"full MNIST could not be downloaded ({MNIST_URL}) and is not cached; "
+                "set data.path to a local mnist.npz"
+            )
+            if strict:
+                raise UserError(message + " (strict=true)")
+            fallbacks.append(f"data: {message}; using mnist_sample ({SAMPLE_PATH.name}) instead")
+            name, source = "mnist_sample", str(SAMPLE_PATH)
+    else:
+        raise UserError(f"data.name: unknown dataset {cfg.name!r} (valid: mnist, mnist_sample)")
+
+    arrays = read_npz(Path(source).expanduser().absolute())
+    x_train, y_train = _limit(arrays["x_train"], arrays["y_train"], cfg.train_limit)
+    x_test, y_test = _limit(arrays["x_test"], arrays["y_test"], cfg.test_limit)
+    x_train, y_train, x_val, y_val = _split(x_train, y_train, cfg.val_split, cfg.split_seed)
+    if cfg.val_split == 0:
+        x_val, y_val = x_test, y_test
+    return Digits(
+        name=name,
+        source=str(source),
+        x_train=x_train.astype(np.uint8),
+        y_train=y_train.astype(np.int64),
+        x_val=x_val.astype(np.uint8),
+        y_val=y_val.astype(np.int64),
+        x_test=x_test.astype(np.uint8),
+        y_test=y_test.astype(np.int64),
+        fallbacks=fallbacks,
+    )
+
+
+def _limit(x: np.ndarray, y: np.ndarray, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    return (x, y) if limit is None else (x[:limit], y[:limit])
+
+
+def _split(x, y, fraction: float, seed: int):
+    """Hold out a stratified fraction of the training set for validation."""
+    if not fraction:
+        return x, y, x[:0], y[:0]
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_val, y_train, y_val = train_test_split(
+        x, y, test_size=fraction, random_state=seed, stratify=y if _stratifiable(y, fraction) else None
+    )
+    return x_train, y_train, x_val, y_val
+
+
+def _stratifiable(y: np.ndarray, fraction: float) -> bool:
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    return counts.min() >= 2 and int(len(y) * fraction) >= len(counts)
+
+
+def make_dataset(x, y, batch_size: int, shuffle: bool = False, augment=None, seed: int = 0):
+    """A batched tf.data pipeline of uint8 (N, 28, 28, 1) digits; `augment` runs per batch."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x[..., None], y))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if augment is not None:
+        ds = ds.map(
+            lambda images, labels: (augment(tf.cast(images, tf.float32), training=True), labels),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,133 @@
+"""Backbone + top, with the input handling and the backbone's preprocessing inside the model.
+
+The built model takes raw digits as MNIST has them: (N, 28, 28) or (N, 28, 28, 1), uint8 0-255 or float,
+white on black. A consumer never needs to know which backbone is inside.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra.utils import instantiate
+
+from src import UserError
+from src.data import IMAGE_SHAPE, NUM_CLASSES
+
+log = logging.getLogger(__name__)
+
+
+def simple_cnn(input_shape, weights=None, filters=(32, 64), dropout=0.25, name="simple_cnn"):
+    """Conv-conv-pool-dropout blocks: a from-scratch baseline called like a Keras application.
+
+    A weights file is loaded by `build_backbone`, as for every backbone.
+    """
+    if weights is not None:
+        raise UserError(
+            "backbone.weights: simple_cnn has no ImageNet weights (valid: null or a weights file)"
+        )
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for n in filters:
+        x = layers.Conv2D(n, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(n, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def build_backbone(cfg, input_size: int, strict: bool = False) -> tuple[object, list[str]]:
+    """The configured network with its weights and trainability, and any fallback taken."""
+    fallbacks: list[str] = []
+    weights = cfg.weights
+    input_shape = (input_size, input_size, 3)
+    if weights not in (None, "imagenet"):
+        path = Path(weights).expanduser().absolute()
+        if not path.is_file():
+            raise UserError(
+                f"backbone.weights: no such file: {path} (valid: imagenet, null or a weights file)"
+            )
+        network = _network(cfg, input_shape, weights=None)
+        try:
+            network.load_weights(str(path))
+        except Exception as e:
+            raise UserError(f"backbone.weights: {path} does not fit {cfg.name}: {e}") from None
+    elif weights == "imagenet":
+        try:
+            network = _network(cfg, input_shape, weights="imagenet")
+        except Exception as e:
+            if "URL fetch failure" not in str(e):
+                raise
+            message = f"ImageNet weights for {cfg.name} could not be downloaded and are not cached"
+            if strict:
+                raise UserError(f"backbone.weights: {message} (strict=true)") from None
+            fallbacks.append(f"weights: {message}; the backbone starts from random initialisation")
+            network = _network(cfg, input_shape, weights=None)
+    else:
+        network = _network(cfg, input_shape, weights=None)
+    set_trainable(network, cfg.fine_tune)
+    return network, fallbacks
+
+
+def _network(cfg, input_shape: tuple[int, int, int], weights: str | None):
+    """Instantiate backbone.network, letting the user's own mistakes through as they are."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(cfg.network, input_shape=input_shape, weights=weights)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, UserError):
+            raise e.__cause__ from None
+        raise
+
+
+def set_trainable(network, fine_tune: str | None) -> None:
+    """Freeze the network (None), unfreeze it ("all"), or unfreeze from a named layer on."""
+    if fine_tune is None:
+        network.trainable = False
+        return
+    network.trainable = True
+    if fine_tune == "all":
+        return
+    names = [layer.name for layer in network.layers]
+    if fine_tune not in names:
+        raise UserError(
+            f"backbone.fine_tune: {network.name} has no layer {fine_tune!r} "
+            f"(valid: null, all, or a layer name such as {', '.join(names[-4:])})"
+        )
+    start = names.index(fine_tune)
+    for layer in network.layers[:start]:
+        layer.trainable = False
+
+
+def build_model(cfg, strict: bool = False) -> tuple[object, list[str]]:
+    """The whole classifier from raw 28x28 digits to 10 probabilities, and the fallbacks taken."""
+    import keras
+    from keras import layers
+
+    size = int(cfg.input_size)
+    backbone, fallbacks = build_backbone(cfg.backbone, size, strict=strict)
+    inputs = keras.Input((*IMAGE_SHAPE, 1), name="digits")
+    x = layers.Resizing(size, size, name="resize")(inputs)
+    x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    for layer_cfg in cfg.backbone.preprocessing:
+        x = instantiate(layer_cfg)(x)
+    x = backbone(x)
+    for layer_cfg in cfg.top.layers:
+        x = instantiate(layer_cfg)(x)
+    if x.shape[-1] != NUM_CLASSES or len(x.shape) != 2:
+        raise UserError(
+            f"top.layers: the top must end in {NUM_CLASSES} probabilities per digit; got {x.shape}"
+        )
+    model = keras.Model(inputs, x, name=f"{cfg.backbone.name}_{cfg.top.name}")
+    return model, fallbacks
+
+
+def count_params(model) -> dict[str, int]:
+    import numpy as np
+
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    return {"total_params": int(model.count_params()), "trainable_params": trainable}

@@ -1,0 +1,250 @@
+"""Everything that talks to MLflow: the store, runs and their end state, params, metrics, artifacts, models.
+
+Training code hands results here; it does not call MLflow itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+import traceback
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from src.data import IMAGE_SHAPE, NUM_CLASSES, Digits
+from src.evaluate import Evaluation
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORE = Path("mlruns")
+MODEL_ARTIFACT = "model"
+
+
+def resolve_uri(uri: str | None) -> str:
+    """The tracking URI: the configured one, else a SQLite store in ./mlruns (absolute, so chdir-proof)."""
+    if uri:
+        return uri
+    store = DEFAULT_STORE.absolute()
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def artifact_location(uri: str) -> str | None:
+    """Artifacts of a SQLite store live in artifacts/ beside the database; other stores choose their own."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).absolute().parent / "artifacts").as_uri()
+    return None
+
+
+def use_store(cfg: DictConfig) -> str:
+    """Point MLflow at the configured store and experiment (created if new); returns the experiment id."""
+    uri = resolve_uri(cfg.uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.get_experiment_by_name(cfg.experiment)
+    if experiment is not None:
+        experiment_id = experiment.experiment_id
+    else:
+        try:
+            experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=artifact_location(uri))
+        except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel job
+            experiment_id = mlflow.get_experiment_by_name(cfg.experiment).experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+@contextlib.contextmanager
+def run(run_name: str, parent_run_id: str | None = None, tags: Mapping[str, str] | None = None) -> Iterator:
+    """An MLflow run that ends FINISHED, FAILED (crash, with the error attached) or KILLED (interrupt)."""
+    active = mlflow.start_run(
+        run_name=run_name, parent_run_id=parent_run_id, tags={**_git_tags(), **(tags or {})}
+    )
+    try:
+        yield active
+    except KeyboardInterrupt:
+        mlflow.set_tag("error", "interrupted (SIGINT/SIGTERM)")
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException as e:
+        mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:5000])
+        mlflow.log_text(traceback.format_exc(), "error/traceback.txt")
+        mlflow.end_run("FAILED")
+        raise
+    else:
+        mlflow.end_run("FINISHED")
+
+
+def _git_tags() -> dict[str, str]:
+    """The commit the code ran from (and whether it had local changes), when run from a git checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return {"mlflow.source.git.commit": commit, "git.dirty": str(bool(dirty)).lower()}
+
+
+def flatten(cfg: DictConfig) -> dict[str, str]:
+    """The composed config as dotted keys (backbone.name, top.layers.1.units, ...)."""
+    flat: dict[str, str] = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        elif isinstance(node, list):
+            if not node:
+                flat[prefix[:-1]] = "[]"
+            for i, value in enumerate(node):
+                walk(value, f"{prefix}{i}.")
+        else:
+            flat[prefix[:-1]] = str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return flat
+
+
+def log_config(cfg: DictConfig, hydra_output_dir: str | None = None) -> None:
+    """Every parameter, flattened, plus the composed config (and Hydra's own record of the run)."""
+    mlflow.log_params(flatten(cfg))
+    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
+    hydra_dir = Path(hydra_output_dir or "", ".hydra")
+    if hydra_output_dir and hydra_dir.is_dir():
+        mlflow.log_artifacts(str(hydra_dir), "config/hydra")
+
+
+def log_model_size(sizes: Mapping[str, int]) -> None:
+    mlflow.log_params({f"model.{key}": value for key, value in sizes.items()})
+
+
+def log_dataset(digits: Digits) -> None:
+    """Name, source, sizes and digest of the data, as MLflow dataset inputs and tags."""
+    for context, x, y in (
+        ("training", digits.x_train, digits.y_train),
+        ("validation", digits.x_val, digits.y_val),
+        ("test", digits.x_test, digits.y_test),
+    ):
+        with warnings.catch_warnings():  # a local path "can be interpreted in multiple ways"
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_numpy(
+                x, targets=y, source=digits.source, name=f"{digits.name}-{context}"
+            )
+        mlflow.log_input(dataset, context=context)
+    mlflow.set_tags(
+        {
+            "data.name": digits.name,
+            "data.source": digits.source,
+            "data.digest": digits.digest,
+            **{f"data.{split}_size": str(size) for split, size in digits.sizes().items()},
+        }
+    )
+
+
+def log_fallbacks(fallbacks: list[str]) -> None:
+    mlflow.set_tag("fallback", str(bool(fallbacks)).lower())
+    for fallback in fallbacks:
+        kind, _, message = fallback.partition(": ")
+        mlflow.set_tag(f"fallback.{kind}", message)
+
+
+def epoch_logger():
+    """A Keras callback logging every epoch's metrics and learning rate at step = epoch index."""
+    import keras
+
+    class EpochLogger(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            metrics = {k: float(v) for k, v in (logs or {}).items()}
+            metrics.setdefault(
+                "learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            )
+            mlflow.log_metrics(metrics, step=epoch, synchronous=False)
+
+        def on_train_end(self, logs=None):
+            mlflow.flush_async_logging()
+
+    return EpochLogger()
+
+
+def log_evaluation(
+    evaluation: Evaluation, images: np.ndarray | None = None, prefix: str | None = None
+) -> None:
+    """A split's metrics, confusion matrix (PNG and CSV) and, given the images, its misclassified digits."""
+    from src import plots
+
+    split = evaluation.split
+    prefix = f"{split}_" if prefix is None else prefix
+    metrics = {f"{prefix}accuracy": evaluation.accuracy, f"{prefix}loss": evaluation.loss}
+    if split == "test":
+        metrics.update({f"test_{key}": value for key, value in evaluation.per_class().items()})
+    mlflow.log_metrics(metrics)
+    counts = evaluation.confusion()
+    header = "true\\predicted," + ",".join(str(c) for c in range(NUM_CLASSES))
+    rows = [f"{c}," + ",".join(str(n) for n in counts[c]) for c in range(NUM_CLASSES)]
+    mlflow.log_text("\n".join([header, *rows]) + "\n", f"confusion_matrix/{split}.csv")
+    figure = plots.confusion_figure(
+        counts, f"{split}: accuracy {evaluation.accuracy:.4f} (n={len(evaluation.labels)})"
+    )
+    mlflow.log_figure(figure, f"confusion_matrix/{split}.png")
+    plots.plt.close(figure)
+    if images is not None:
+        figure = plots.misclassified_figure(images, evaluation.labels, evaluation.probabilities)
+        mlflow.log_figure(figure, f"misclassified/{split}.png")
+        plots.plt.close(figure)
+
+
+def log_training(history: Mapping[str, list[float]], seconds: float) -> None:
+    """Training time, epochs run and the learning curves."""
+    from src import plots
+
+    mlflow.log_metrics({"training_time_s": seconds, "epochs_run": len(history.get("loss", []))})
+    figure = plots.learning_curves_figure(dict(history))
+    mlflow.log_figure(figure, "learning_curves.png")
+    plots.plt.close(figure)
+
+
+def model_signature():
+    """What the logged model takes and gives: raw MNIST digits in, 10 class probabilities out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *IMAGE_SHAPE))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES))]),
+    )
+
+
+def log_model(model, registered_model: str | None):
+    """Log the Keras model with its signature (and summary) and register it as a new version."""
+    import keras
+    import tensorflow as tf
+
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line), expand_nested=True)
+    mlflow.log_text("\n".join(lines), "model_summary.txt")
+    requirements = [
+        f"tensorflow=={tf.__version__}",
+        f"keras=={keras.__version__}",
+        f"numpy=={np.__version__}",
+        f"mlflow=={mlflow.__version__}",
+    ]
+    info = mlflow.keras.log_model(
+        model,
+        name=MODEL_ARTIFACT,
+        signature=model_signature(),
+        pip_requirements=requirements,
+        registered_model_name=registered_model,
+    )
+    if info.registered_model_version is not None:
+        mlflow.set_tag("registered_model", f"{registered_model}/{info.registered_model_version}")
+    return info

@@ -1,0 +1,99 @@
+"""Model building: backbones, preprocessing inside the model, freezing, weights files, offline fallback."""
+
+import numpy as np
+import pytest
+
+from src import UserError, model
+
+BACKBONES = ["vgg16", "vgg19", "resnet50", "simple_cnn"]
+
+
+def _digits(n=3, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_model_takes_raw_digits_in_every_form(compose_cfg, backbone):
+    cfg = compose_cfg(f"backbone={backbone}", "backbone.weights=null")
+    net, fallbacks = model.build_model(cfg)
+    assert not fallbacks
+    x = _digits()
+    p_uint8 = net.predict(x, verbose=0)
+    p_float = net.predict(x.astype(np.float32)[..., None], verbose=0)
+    assert p_uint8.shape == (3, 10)
+    np.testing.assert_allclose(p_uint8.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(p_uint8, p_float, rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_backbone_trains_only_the_top(compose_cfg):
+    net, _ = model.build_model(compose_cfg("backbone.weights=null"))
+    sizes = model.count_params(net)
+    # the seed top on VGG16 at 32x32: Flatten(1x1x512) -> Dense(1000) -> Dense(10)
+    assert sizes["trainable_params"] == 512 * 1000 + 1000 + 1000 * 10 + 10
+    assert sizes["total_params"] > 14_000_000
+
+
+def test_fine_tune_from_a_named_layer(compose_cfg):
+    cfg = compose_cfg("backbone.weights=null", "backbone.fine_tune=block5_conv1")
+    backbone, _ = model.build_backbone(cfg.backbone, 32)
+    trainable = [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
+    assert trainable == ["block5_conv1", "block5_conv2", "block5_conv3"]
+    with pytest.raises(UserError, match="no layer 'block9'"):
+        model.build_backbone(compose_cfg("backbone.weights=null", "backbone.fine_tune=block9").backbone, 32)
+
+
+def test_fine_tune_all_trains_everything(compose_cfg):
+    net, _ = model.build_model(compose_cfg("backbone.weights=null", "backbone.fine_tune=all"))
+    sizes = model.count_params(net)
+    assert sizes["trainable_params"] == sizes["total_params"]  # preprocessing holds constants only
+
+
+def test_weights_from_a_file(compose_cfg, tmp_path):
+    import keras
+
+    source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / "vgg16.weights.h5"
+    source.save_weights(path)
+    backbone, fallbacks = model.build_backbone(compose_cfg(f"backbone.weights={path}").backbone, 32)
+    assert not fallbacks
+    for loaded, saved in zip(backbone.weights, source.weights, strict=True):
+        np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
+
+
+def test_weights_file_of_another_backbone_is_refused(compose_cfg, tmp_path):
+    import keras
+
+    path = tmp_path / "vgg19.weights.h5"
+    keras.applications.VGG19(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(path)
+    with pytest.raises(UserError, match="does not fit vgg16"):
+        model.build_backbone(compose_cfg(f"backbone.weights={path}").backbone, 32)
+    with pytest.raises(UserError, match="no such file"):
+        model.build_backbone(compose_cfg(f"backbone.weights={tmp_path / 'missing.h5'}").backbone, 32)
+
+
+def test_offline_imagenet_weights_fall_back_to_random_init(compose_cfg, offline):
+    backbone, fallbacks = model.build_backbone(compose_cfg().backbone, 32)
+    assert len(fallbacks) == 1 and fallbacks[0].startswith("weights:")
+    assert "random initialisation" in fallbacks[0]
+    assert not backbone.trainable
+
+
+def test_offline_imagenet_weights_are_an_error_when_strict(compose_cfg, offline):
+    with pytest.raises(UserError, match="strict=true"):
+        model.build_backbone(compose_cfg().backbone, 32, strict=True)
+
+
+def test_simple_cnn_has_no_imagenet_weights(compose_cfg):
+    with pytest.raises(UserError, match="no ImageNet weights"):
+        model.build_backbone(compose_cfg("backbone=simple_cnn", "backbone.weights=imagenet").backbone, 32)
+
+
+def test_saved_model_is_self_contained(compose_cfg, tmp_path):
+    """A .keras file loads and predicts with plain Keras, without this project's code."""
+    import keras
+
+    net, _ = model.build_model(compose_cfg("backbone=resnet50", "backbone.weights=null", "top=gap"))
+    net.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    x = _digits(4)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), net.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,134 @@
+"""End to end: compose the real config, train on the offline sample into a temporary store, check the run."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+
+from src import UserError
+from src.train import train
+from tests.conftest import TINY, run_cli, run_python
+
+pytestmark = pytest.mark.slow
+
+
+def _only_run():
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert len(runs) == 1
+    return runs[0]
+
+
+def _artifacts(run_id: str, path: str | None = None) -> list[str]:
+    client = mlflow.MlflowClient()
+    found = []
+    for item in client.list_artifacts(run_id, path):
+        found += _artifacts(run_id, item.path) if item.is_dir else [item.path]
+    return found
+
+
+def test_the_issue_command_records_everything(store, tmp_path):
+    result = run_cli(
+        "src.train",
+        "backbone=vgg19",
+        "backbone.weights=null",
+        "data=mnist_sample",
+        "data.train_limit=512",
+        "data.test_limit=256",
+        "training.epochs=2",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    run = _only_run()
+    assert run.info.status == "FINISHED"
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["backbone.name"] == "vgg19"
+    assert params["training.epochs"] == "2" and params["top.layers.1.units"] == "1000"
+    assert int(params["model.trainable_params"]) < int(params["model.total_params"])
+    client = mlflow.MlflowClient()
+    assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 2
+    for name in ("loss", "accuracy", "val_loss", "learning_rate"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [0, 1]
+    assert 0 <= metrics["test_accuracy"] <= 1 and metrics["test_loss"] > 0
+    assert {f"test_{k}_{c}" for k in ("precision", "recall", "f1") for c in range(10)} <= set(metrics)
+    assert tags["data.name"] == "mnist_sample" and tags["data.test_size"] == "256"
+    assert tags["fallback"] == "false"
+    assert tags["registered_model"] == "handwritten-digits/1"
+    contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
+    assert contexts == {"training", "validation", "test"}
+
+    artifacts = set(_artifacts(run.info.run_id))
+    for split in ("train", "validation", "test"):
+        assert {f"confusion_matrix/{split}.png", f"confusion_matrix/{split}.csv"} <= artifacts
+    assert {
+        "learning_curves.png",
+        "misclassified/test.png",
+        "model_summary.txt",
+        "config/config.yaml",
+    } <= artifacts
+    assert "config/hydra/overrides.yaml" in artifacts
+    counts = client.download_artifacts(run.info.run_id, "confusion_matrix/test.csv", str(tmp_path))
+    rows = np.loadtxt(counts, delimiter=",", skiprows=1, dtype=int)[:, 1:]
+    assert rows.sum() == 256
+
+    # a separate process loads the registered model by URI and predicts on raw uint8 digits
+    script = (
+        "import json, mlflow, numpy as np\n"
+        "m = mlflow.pyfunc.load_model('models:/handwritten-digits/latest')\n"
+        "x = np.load('src/assets/mnist_sample.npz')['x_test'][:7]\n"
+        "p = np.asarray(m.predict(x))\n"
+        "print(json.dumps({'shape': list(p.shape), 'sums': p.sum(axis=1).tolist()}))\n"
+    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["shape"] == [7, 10]
+    np.testing.assert_allclose(out["sums"], 1.0, rtol=1e-5)
+
+
+def test_evaluate_only_uses_the_registered_model(store, compose_cfg):
+    train(compose_cfg("backbone=simple_cnn", *TINY))
+    scores = train(compose_cfg("backbone=simple_cnn", *TINY, "training.enabled=false"))
+    runs = mlflow.search_runs(search_all_experiments=True, order_by=["start_time ASC"], output_format="list")
+    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
+    trained, evaluated = runs
+    assert evaluated.data.metrics["test_accuracy"] == pytest.approx(trained.data.metrics["test_accuracy"])
+    assert scores["test_accuracy"] == pytest.approx(trained.data.metrics["test_accuracy"])
+    assert "val_accuracy" not in evaluated.data.metrics  # nothing was trained
+    versions = mlflow.MlflowClient().search_model_versions("name='handwritten-digits'")
+    assert len(versions) == 1  # evaluating registers nothing
+
+
+def test_evaluate_only_with_an_unknown_model_is_a_user_error(store, compose_cfg):
+    with pytest.raises(UserError, match="models:/nobody/1"):
+        train(compose_cfg(*TINY, "training.enabled=false", "training.model_uri=models:/nobody/1"))
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+
+
+def test_offline_run_records_its_fallbacks(store, compose_cfg, offline):
+    train(
+        compose_cfg("data.train_limit=256", "data.test_limit=128", "training.epochs=1", "training.verbose=0")
+    )
+    run = _only_run()
+    assert run.info.status == "FINISHED"
+    tags = run.data.tags
+    assert tags["fallback"] == "true"
+    assert "mnist_sample" in tags["fallback.data"]
+    assert "random initialisation" in tags["fallback.weights"]
+    assert tags["data.name"] == "mnist_sample"
+
+
+@pytest.mark.parametrize("error,status", [(KeyboardInterrupt, "KILLED"), (RuntimeError, "FAILED")])
+def test_a_run_ends_in_its_true_state(store, compose_cfg, monkeypatch, error, status):
+    import src.train
+
+    def broken_fit(*args, **kwargs):
+        raise error("boom")
+
+    monkeypatch.setattr(src.train, "fit", broken_fit)
+    with pytest.raises(error):
+        train(compose_cfg("backbone=simple_cnn", *TINY))
+    run = _only_run()
+    assert run.info.status == status
+    assert "boom" in run.data.tags["error"] or status == "KILLED"
+    assert not mlflow.MlflowClient().search_model_versions("name='handwritten-digits'")
