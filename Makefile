@@ -3,13 +3,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 ARGS ?=
+PORT ?= 5000
 
-.PHONY: install test lint format train sweep ui clean
+.PHONY: install browser test lint format train sweep ui clean
 
-install:  ## create .venv and install the project with its test tools
+install: browser  ## create .venv and install the project with its test tools (and Chromium for browser tests)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+
+browser:  ## Debian's Chromium, which the browser tests drive headless (Playwright uses it, downloads none)
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 test:  ## the whole suite, as CI runs it
 	$(PY) -m pytest
@@ -24,6 +30,12 @@ format:
 
 train:  ## the main job: python -m src.train (extra overrides: make train ARGS="backbone=vgg19")
 	$(PY) -m src.train $(ARGS)
+
+sweep:  ## compare the three ImageNet backbones with the seed's settings (a Hydra multirun)
+	$(PY) -m src.train +experiment=compare_backbones $(ARGS)
+
+ui:  ## the MLflow UI on the project's store (MLFLOW_TRACKING_URI, else mlruns/), on 127.0.0.1:$(PORT)
+	$(PY) -m src.ui --port $(PORT)
 
 clean:  ## remove run outputs (Hydra directories and the local MLflow store)
 	find experiments -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -54,3 +54,30 @@ def misclassified_figure(images: np.ndarray, labels: np.ndarray, probabilities: 
     fig.suptitle(f"misclassified: {len(np.flatnonzero(predictions != labels))} of {len(labels)}", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def accuracy_bars_figure(accuracies: dict[str, float | None], title: str):
+    names = [name if len(name) <= 24 else name[:23] + "…" for name in accuracies]
+    values = [v if v is not None else 0.0 for v in accuracies.values()]
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names) + 2), 4))
+    bars = ax.bar(names, values, color="tab:blue")
+    for bar, value in zip(bars, accuracies.values(), strict=True):
+        label = "failed" if value is None else f"{value:.4f}"
+        ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom")
+    ax.set(ylabel="test accuracy", ylim=(0, 1.08), title=title)
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def val_accuracy_curves_figure(curves: dict[str, list[float]], title: str):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, values in curves.items():
+        if values:
+            ax.plot(range(1, len(values) + 1), values, marker="o", label=name)
+    ax.set(xlabel="epoch", ylabel="validation accuracy", title=title)
+    ax.grid(alpha=0.3)
+    if any(curves.values()):
+        ax.legend()
+    fig.tight_layout()
+    return fig

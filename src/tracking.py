@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STORE = Path("mlruns")
 MODEL_ARTIFACT = "model"
+CHAMPION = "champion"
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -52,7 +53,11 @@ def use_store(cfg: DictConfig) -> str:
         experiment_id = experiment.experiment_id
     else:
         try:
-            experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=artifact_location(uri))
+            experiment_id = mlflow.create_experiment(
+                cfg.experiment,
+                artifact_location=artifact_location(uri),
+                tags={"mlflow.experimentKind": "custom_model_development"},  # the UI opens on its runs
+            )
         except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel job
             experiment_id = mlflow.get_experiment_by_name(cfg.experiment).experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
@@ -247,4 +252,73 @@ def log_model(model, registered_model: str | None):
     )
     if info.registered_model_version is not None:
         mlflow.set_tag("registered_model", f"{registered_model}/{info.registered_model_version}")
+        log.info("registered %s version %s", registered_model, info.registered_model_version)
     return info
+
+
+def promote_champion(registered_model: str, metric: str, mode: str = "max") -> str | None:
+    """Point the alias `champion` at the version whose run is best by `metric` so far; returns it."""
+    client = mlflow.MlflowClient()
+    best: tuple[float, int] | None = None
+    for version in client.search_model_versions(f"name='{registered_model}'"):
+        value = client.get_run(version.run_id).data.metrics.get(metric)
+        if value is None or not np.isfinite(value):
+            continue
+        score = value if mode == "max" else -value
+        number = int(version.version)
+        if best is None or score > best[0] or (score == best[0] and number < best[1]):
+            best = (score, number)
+    if best is None:
+        return None
+    client.set_registered_model_alias(registered_model, CHAMPION, str(best[1]))
+    return str(best[1])
+
+
+def start_sweep(experiment_id: str, run_name: str, overrides: list[str], sweep_dir: str) -> str:
+    """The parent run of a sweep, left RUNNING (children need an active parent) until end_sweep."""
+    run = mlflow.MlflowClient().create_run(
+        experiment_id,
+        run_name=run_name,
+        tags={"sweep": "true", "sweep.dir": sweep_dir, "sweep.overrides": " ".join(overrides), **_git_tags()},
+    )
+    return run.info.run_id
+
+
+def end_sweep(parent_run_id: str) -> None:
+    mlflow.MlflowClient().set_terminated(parent_run_id, "FINISHED")
+
+
+def child_runs(parent_run_id: str) -> list:
+    """The runs of a sweep in launch order."""
+    parent = mlflow.get_run(parent_run_id)
+    return mlflow.search_runs(
+        experiment_ids=[parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+        order_by=["start_time ASC"],
+        output_format="list",
+    )
+
+
+def child_job_numbers(parent_run_id: str) -> set[int]:
+    return {
+        int(r.data.tags["sweep.job_num"]) for r in child_runs(parent_run_id) if "sweep.job_num" in r.data.tags
+    }
+
+
+def record_failed_job(
+    parent_run_id: str, run_name: str, job_num: int, overrides: list[str], error: str
+) -> None:
+    """A job that failed before its run began still shows in the sweep, as FAILED with its error."""
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_run_id)
+    run = client.create_run(
+        parent.info.experiment_id,
+        run_name=run_name,
+        tags={
+            "mlflow.parentRunId": parent_run_id,
+            "sweep.job_num": str(job_num),
+            "sweep.overrides": " ".join(overrides),
+            "error": error[:5000],
+        },
+    )
+    client.set_terminated(run.info.run_id, "FAILED")

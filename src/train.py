@@ -19,8 +19,10 @@ from src import UserError
 log = logging.getLogger("src.train")
 
 
-def train(cfg: DictConfig, hydra_output_dir: str | None = None) -> dict[str, float]:
-    """One run in the tracking store; returns its test metrics."""
+def train(
+    cfg: DictConfig, hydra_output_dir: str | None = None, sweep: dict | None = None
+) -> dict[str, float]:
+    """One run in the tracking store (a child of the sweep's parent run in a sweep); returns its scores."""
     import keras
 
     from src import data, model, tracking
@@ -36,9 +38,10 @@ def train(cfg: DictConfig, hydra_output_dir: str | None = None) -> dict[str, flo
     fallbacks = digits.fallbacks + weight_fallbacks
     _announce(fallbacks)
 
+    sweep = sweep or {}
     tracking.use_store(cfg.tracking)
-    with tracking.run(cfg.tracking.run_name or cfg.backbone.name) as active:
-        log.info("MLflow run %s in %s", active.info.run_id, tracking.mlflow.get_tracking_uri())
+    run_name = cfg.tracking.run_name or sweep.get("run_name") or cfg.backbone.name
+    with tracking.run(run_name, sweep.get("parent_run_id"), sweep.get("tags")):
         tracking.log_config(cfg, hydra_output_dir)
         tracking.log_model_size(model.count_params(net))
         tracking.log_dataset(digits)
@@ -50,21 +53,21 @@ def train(cfg: DictConfig, hydra_output_dir: str | None = None) -> dict[str, flo
             tracking.log_evaluation(
                 evaluate(net, digits.x_train, digits.y_train, "train"), prefix="final_train_"
             )
-            tracking.log_evaluation(
-                evaluate(net, digits.x_val, digits.y_val, "validation"), prefix="final_val_"
-            )
+            validation = evaluate(net, digits.x_val, digits.y_val, "validation")
+            tracking.log_evaluation(validation, prefix="final_val_")
 
         test = evaluate(net, digits.x_test, digits.y_test, "test")
         tracking.log_evaluation(test, images=digits.x_test)
         log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
         if cfg.training.enabled:
-            info = tracking.log_model(net, cfg.tracking.registered_model)
-            if info.registered_model_version is not None:
-                log.info(
-                    "registered %s version %s", cfg.tracking.registered_model, info.registered_model_version
-                )
+            tracking.log_model(net, cfg.tracking.registered_model)
+    if cfg.training.enabled and cfg.tracking.registered_model:
+        tracking.promote_champion(cfg.tracking.registered_model, **cfg.tracking.champion)
     _announce(fallbacks)
-    return {"test_accuracy": test.accuracy, "test_loss": test.loss}
+    scores = {"test_accuracy": test.accuracy, "test_loss": test.loss}
+    if cfg.training.enabled:
+        scores["val_accuracy"] = validation.accuracy
+    return scores
 
 
 def fit(net, digits, cfg: DictConfig) -> tuple[dict[str, list[float]], float]:
@@ -137,11 +140,26 @@ def _interrupt_on_sigterm() -> None:
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
+    """Returns the validation accuracy, the score a sweeper (Optuna) maximises."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
+    from src import sweep
+
+    hydra_cfg = HydraConfig.get()
+    output_dir = hydra_cfg.runtime.output_dir
     _interrupt_on_sigterm()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        # a failed job must not stop the sweep: its run is FAILED, the comparison shows it
+        try:
+            scores = train(cfg, output_dir, sweep=sweep.job_context(hydra_cfg))
+            return scores.get("val_accuracy", scores["test_accuracy"])
+        except Exception as e:
+            log.error("job failed: %s: %s", type(e).__name__, e, exc_info=not isinstance(e, UserError))
+            return sweep.record_job_error(output_dir, e)
     try:
-        return train(cfg, HydraConfig.get().runtime.output_dir)["test_accuracy"]
+        scores = train(cfg, output_dir)
+        return scores.get("val_accuracy", scores["test_accuracy"])
     except UserError as e:
         log.error("%s", e)
         print(f"error: {e}", file=sys.stderr)

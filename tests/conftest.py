@@ -1,6 +1,8 @@
+import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,96 @@ def store(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     yield uri
+
+
+SMOKE_SWEEP = ["-m", "+experiment=smoke", "backbone=vgg16,vgg19,resnet50", "backbone.weights=null"]
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory):
+    """The issue's smoke sweep over the three backbones, run once into its own store."""
+    root = tmp_path_factory.mktemp("smoke_sweep")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    result = run_cli(
+        "src.train", *SMOKE_SWEEP, f"hydra.sweep.dir={root / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"uri": uri, "stdout": result.stdout, "stderr": result.stderr, "dir": root}
+
+
+def use_store(uri: str) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = ROOT / "experiments" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A real headless Chromium (Debian's, installed by `make install`) driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), (
+        "Chromium is missing: `make install` installs it (apt-get install chromium)"
+    )
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(command: list[str], port: int, health: str, env: dict | None = None, timeout: float = 90):
+    """Start a server in its own process group, wait until `health` answers, stop it afterwards."""
+    import signal
+    import time
+    import urllib.request
+
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{health}", timeout=2):
+                        break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        raise RuntimeError(f"server did not start: {log.read().decode()[-3000:]}") from None
+                    time.sleep(0.5)
+            yield process
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture

@@ -1,0 +1,149 @@
+"""Sweeps: a parent run per multirun, child runs per job, the comparison, the champion alias."""
+
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from src.sweep import run_name
+from tests.conftest import SMOKE_SWEEP, run_cli, use_store
+
+pytestmark = pytest.mark.slow
+
+
+def _sweep_runs():
+    runs = mlflow.search_runs(search_all_experiments=True, order_by=["start_time ASC"], output_format="list")
+    parents = [r for r in runs if r.data.tags.get("sweep") == "true"]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == len(runs) - 1
+    return parent, children
+
+
+def _artifacts(run_id, path):
+    return {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, path)}
+
+
+def _check_sweep_structure(uri: str) -> None:
+    use_store(uri)
+    parent, children = _sweep_runs()
+    assert parent.info.status == "FINISHED"
+    assert sorted(c.info.run_name for c in children) == ["resnet50", "vgg16", "vgg19"]
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert {c.data.params["backbone.name"] for c in children} == {"vgg16", "vgg19", "resnet50"}
+    assert _artifacts(parent.info.run_id, "comparison") == {
+        "comparison/comparison.csv",
+        "comparison/comparison.md",
+        "comparison/test_accuracy.png",
+        "comparison/val_accuracy.png",
+    }
+    table = mlflow.MlflowClient().download_artifacts(parent.info.run_id, "comparison/comparison.csv")
+    lines = Path(table).read_text().splitlines()
+    assert lines[0].split(",")[:3] == ["run", "backbone.name", "status"]
+    assert len(lines) == 4 and all(",FINISHED," in line for line in lines[1:])
+
+    best = max(children, key=lambda c: (c.data.metrics["test_accuracy"], -c.info.start_time))
+    champion = mlflow.MlflowClient().get_model_version_by_alias("handwritten-digits", "champion")
+    best_value = best.data.metrics["test_accuracy"]
+    assert mlflow.get_run(champion.run_id).data.metrics["test_accuracy"] == best_value
+
+
+def test_smoke_sweep_groups_and_compares_its_runs(smoke_sweep):
+    _check_sweep_structure(smoke_sweep["uri"])
+    out = smoke_sweep["stdout"]
+    assert "| run " in out and "best_val_accuracy" in out and "models:/handwritten-digits@champion" in out
+
+
+def test_joblib_launcher_gives_the_same_structure(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(
+        "src.train", *SMOKE_SWEEP, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    _check_sweep_structure(uri)
+
+
+def test_a_failed_job_shows_in_the_comparison_and_stops_nothing(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(
+        "src.train", "-m", "+experiment=smoke", "backbone=simple_cnn", "backbone.fine_tune=all,no_such_layer",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    use_store(uri)
+    parent, children = _sweep_runs()
+    status = {c.info.run_name: c.info.status for c in children}
+    assert status == {"fine_tune=all": "FINISHED", "fine_tune=no_such_layer": "FAILED"}
+    failed = next(c for c in children if c.info.status == "FAILED")
+    assert "no_such_layer" in failed.data.tags["error"]
+    table = mlflow.MlflowClient().download_artifacts(parent.info.run_id, "comparison/comparison.md")
+    assert "FAILED" in Path(table).read_text()
+
+    # the comparison can be rebuilt later, by the sweep's name
+    again = run_cli("src.compare", "--sweep", parent.info.run_name, env={"MLFLOW_TRACKING_URI": uri})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "fine_tune=no_such_layer" in again.stdout and "FAILED" in again.stdout
+
+    # or for any runs matching a filter
+    out = tmp_path / "cmp"
+    picked = run_cli(
+        "src.compare", "--filter", "attributes.status = 'FINISHED'", "--out", str(out),
+        env={"MLFLOW_TRACKING_URI": uri},
+    )  # fmt: skip
+    assert picked.returncode == 0, picked.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "comparison.csv", "comparison.md", "test_accuracy.png", "val_accuracy.png",
+    ]  # fmt: skip
+    assert "no_such_layer" not in (out / "comparison.csv").read_text()
+
+
+def test_optuna_search_preset_runs_trials_as_children(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(
+        "src.train", "+experiment=[hparam_search,smoke]", "hydra.sweeper.n_trials=2", "backbone=simple_cnn",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Best value" in result.stdout + result.stderr
+    use_store(uri)
+    parent, children = _sweep_runs()
+    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
+    rates = {c.data.params["training.optimizer.learning_rate"] for c in children}
+    assert len(rates) == 2 and all(1e-4 <= float(r) <= 1e-2 for r in rates)
+    assert all(c.info.run_name.startswith("lr") for c in children)
+    assert "comparison/comparison.md" in _artifacts(parent.info.run_id, "comparison")
+
+
+def test_compare_refuses_unknown_sweeps_and_bad_filters(store):
+    bad = run_cli("src.compare", "--sweep", "no-such-sweep")
+    assert bad.returncode == 2 and "no run with id or name 'no-such-sweep'" in bad.stderr
+    bad = run_cli("src.compare", "--filter", "params.x ~~ 1")
+    assert bad.returncode == 2 and "--filter" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "job,sweep,name",
+    [
+        (["backbone=vgg19"], ["backbone=vgg16,vgg19"], "vgg19"),
+        (
+            ["backbone=resnet50", "training.optimizer.learning_rate=0.001"],
+            ["backbone=resnet50,vgg16", "training.optimizer.learning_rate=0.001,0.01"],
+            "resnet50-lr0.001",
+        ),
+        (["+experiment=smoke", "top.layers.1.units=256"], ["+experiment=smoke"], "units=256"),
+        (["data=mnist_sample"], ["data=mnist_sample"], ""),
+        (
+            [
+                "training.optimizer.learning_rate=0.0005611516415334506",
+                "top.layers.1.rate=0.1",
+                "top.layers.3.rate=0.2",
+            ],
+            [],
+            "lr0.000561-1.rate=0.1-3.rate=0.2",
+        ),
+    ],
+)
+def test_run_names_say_what_differs(job, sweep, name):
+    assert run_name(job, sweep) == name
