@@ -60,6 +60,23 @@ def smoke_sweep(tmp_path_factory):
     return {"uri": uri, "stdout": result.stdout, "stderr": result.stderr, "dir": root}
 
 
+@pytest.fixture(scope="session")
+def digit_model(tmp_path_factory):
+    """A small CNN trained on the offline sample (about 97% accurate), registered in its own store."""
+    from src.train import train
+
+    root = tmp_path_factory.mktemp("digit_model")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    overrides = [
+        "backbone=simple_cnn", "data=mnist_sample", "augmentation=none", "training.epochs=6",
+        "training.verbose=0", f"tracking.uri={uri}",
+    ]  # fmt: skip
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    scores = train(cfg)
+    return {"uri": uri, "model": "models:/handwritten-digits/1", "test_accuracy": scores["test_accuracy"]}
+
+
 def use_store(uri: str) -> None:
     import mlflow
 
@@ -128,7 +145,8 @@ def serving(command: list[str], port: int, health: str, env: dict | None = None,
                     time.sleep(0.5)
             yield process
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:

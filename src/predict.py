@@ -1,0 +1,146 @@
+"""Read the digits in pictures with a trained model.
+
+python -m src.predict model=models:/handwritten-digits@champion images=number.png [json=true]
+
+`images` takes a path, a glob ('scans/*.png') or a list ([a.png,b.jpg]). Each picture may hold one digit
+or a number of several; it is split into digits left to right (see src/segmentation.py).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, ListConfig
+
+from src import UserError
+from src.segmentation import DigitCrop, decode, digit_crops
+
+log = logging.getLogger("src.predict")
+
+
+@dataclass
+class DigitReading:
+    digit: int
+    probability: float
+    top: list[dict]  # the most likely classes: {digit, probability}
+    box: tuple[int, int, int, int]
+
+
+@dataclass
+class Reading:
+    number: str
+    digits: list[DigitReading] = field(default_factory=list)
+    message: str = ""
+
+
+class Classifier:
+    """An MLflow model (any URI: models:/name@alias, models:/name/3, runs:/id/model), loaded once."""
+
+    def __init__(self, uri: str, tracking_uri: str | None = None):
+        import mlflow
+
+        from src.tracking import resolve_uri
+
+        store = resolve_uri(tracking_uri)
+        mlflow.set_tracking_uri(store)
+        mlflow.set_registry_uri(store)
+        start = time.perf_counter()
+        try:
+            self.model = mlflow.keras.load_model(uri)
+        except Exception as e:  # MlflowException, OSError, ...: all say "this URI does not give a model"
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"model: cannot load {uri!r} from {store}: {first}") from None
+        self.uri = uri
+        self.probabilities(np.zeros((1, 28, 28), np.uint8))  # build the predict function once
+        log.info("loaded %s in %.1f s", uri, time.perf_counter() - start)
+
+    def probabilities(self, digits: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) uint8 white-on-black digits -> (N, 10) probabilities."""
+        return np.asarray(self.model.predict_on_batch(digits), dtype=np.float64)
+
+    def read(self, crops: list[DigitCrop], top: int = 3) -> Reading:
+        if not crops:
+            return Reading(number="", message="no digits found (no ink)")
+        probabilities = self.probabilities(np.stack([c.image for c in crops]))
+        digits = []
+        for crop, p in zip(crops, probabilities, strict=True):
+            order = np.argsort(p)[::-1][:top]
+            digits.append(
+                DigitReading(
+                    int(order[0]),
+                    float(p[order[0]]),
+                    [{"digit": int(k), "probability": float(p[k])} for k in order],
+                    crop.box,
+                )
+            )
+        return Reading(number="".join(str(d.digit) for d in digits), digits=digits)
+
+    def read_picture(self, data: bytes, name: str = "image", top: int = 3) -> tuple[Reading, list[DigitCrop]]:
+        crops = digit_crops(decode(data, name))
+        return self.read(crops, top), crops
+
+
+def expand(images) -> list[Path]:
+    """Paths and globs, in the order given (each glob sorted)."""
+    items = list(images) if isinstance(images, list | tuple | ListConfig) else [images]
+    paths: list[Path] = []
+    for item in map(str, items):
+        if glob.has_magic(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise UserError(f"images: nothing matches {item!r}")
+            paths += [Path(m) for m in matches]
+        else:
+            paths.append(Path(item))
+    return paths
+
+
+def _text(path: Path, reading: Reading) -> str:
+    if not reading.digits:
+        return f"{path}: {reading.message}"
+    lines = [f"{path}: {reading.number}"]
+    for i, d in enumerate(reading.digits, start=1):
+        alternatives = "  ".join(f"{t['digit']}: {t['probability']:.3f}" for t in d.top)
+        lines.append(f"  digit {i}: {d.digit}  ({alternatives})")
+    return "\n".join(lines)
+
+
+@hydra.main(config_path="../conf", config_name="predict", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        if cfg.images is None or cfg.images == [] or cfg.images == "":
+            raise UserError("images: give a picture, a glob or a list, e.g. images=number.png")
+        paths = expand(cfg.images)
+        classifier = Classifier(cfg.model, cfg.tracking_uri)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    results, failed = [], 0
+    for path in paths:
+        try:
+            if not path.is_file():
+                raise UserError(f"{path}: no such file")
+            reading, _ = classifier.read_picture(path.read_bytes(), str(path), cfg.top)
+        except UserError as e:
+            failed += 1
+            print(f"error: {e}", file=sys.stderr)
+            results.append({"image": str(path), "error": str(e)})
+            continue
+        results.append({"image": str(path), **asdict(reading)})
+        if not cfg.json:
+            print(_text(path, reading), flush=True)
+    if cfg.json:
+        print(json.dumps(results, indent=2))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""src.predict: a number written with several MNIST digits, read by a model trained here."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from src.data import SAMPLE_PATH
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _correctly_read_digits(model_uri: str, store: str, wanted: list[int]) -> list[np.ndarray]:
+    """One test digit per wanted class that the model reads right on its own, as MNIST gives it."""
+    from src.predict import Classifier
+
+    classifier = Classifier(model_uri, store)
+    sample = np.load(SAMPLE_PATH)
+    x, y = sample["x_test"], sample["y_test"]
+    predictions = classifier.probabilities(x).argmax(axis=1)
+    return [x[np.flatnonzero((y == d) & (predictions == d))[0]] for d in wanted]
+
+
+def _compose_number(digits: list[np.ndarray], sizes: list[int]) -> np.ndarray:
+    """Black on white, with margins, each digit at its own size and height."""
+    width = 60 + sum(sizes) + 25 * len(sizes)
+    page = np.full((max(sizes) + 90, width), 255, np.uint8)
+    left = 40
+    for i, (digit, size) in enumerate(zip(digits, sizes, strict=True)):
+        top = 30 + (i % 2) * 15
+        ink = np.asarray(Image.fromarray(digit).resize((size, size), Image.BILINEAR))
+        page[top : top + size, left : left + size] = np.minimum(
+            page[top : top + size, left : left + size], 255 - ink
+        )
+        left += size + 25
+    return page
+
+
+def test_predict_reads_a_multi_digit_number(digit_model, tmp_path):
+    assert digit_model["test_accuracy"] > 0.93
+    number = [3, 0, 7, 5, 1, 9]
+    digits = _correctly_read_digits(digit_model["model"], digit_model["uri"], number)
+    path = tmp_path / "number.png"
+    Image.fromarray(_compose_number(digits, [70, 110, 55, 90, 120, 80])).save(path)
+    Image.fromarray(np.zeros((40, 60), np.uint8) + 255).save(tmp_path / "blank.png")
+
+    result = run_cli(
+        "src.predict", f"model={digit_model['model']}", f"images={tmp_path}/*.png", "json=true",
+        env={"MLFLOW_TRACKING_URI": digit_model["uri"]},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    readings = {r["image"].rsplit("/", 1)[-1]: r for r in json.loads(result.stdout)}
+    assert readings["number.png"]["number"] == "".join(map(str, number))
+    assert len(readings["number.png"]["digits"]) == 6
+    top = readings["number.png"]["digits"][0]["top"]
+    assert top[0]["digit"] == 3 and top[0]["probability"] >= top[1]["probability"]
+    assert readings["blank.png"]["number"] == "" and "no ink" in readings["blank.png"]["message"]
+
+    text = run_cli(
+        "src.predict",
+        f"model={digit_model['model']}",
+        f"images=[{path}]",
+        env={"MLFLOW_TRACKING_URI": digit_model["uri"]},
+    )
+    assert text.returncode == 0
+    assert f"{path}: 307519" in text.stdout and "digit 6: 9" in text.stdout
+
+
+def test_predict_answers_bad_inputs_clearly(digit_model, tmp_path):
+    env = {"MLFLOW_TRACKING_URI": digit_model["uri"]}
+    (tmp_path / "notes.png").write_text("not a picture")
+    result = run_cli(
+        "src.predict",
+        f"model={digit_model['model']}",
+        f"images=[{tmp_path}/notes.png,{tmp_path}/missing.png]",
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "notes.png: not an image" in result.stderr and "missing.png: no such file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    result = run_cli("src.predict", "model=models:/no-such-model/1", f"images={tmp_path}/notes.png", env=env)
+    assert result.returncode == 2 and "cannot load 'models:/no-such-model/1'" in result.stderr
+
+    result = run_cli("src.predict", f"images={tmp_path}/*.jpg", env=env)
+    assert result.returncode == 2 and "nothing matches" in result.stderr

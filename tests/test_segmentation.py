@@ -1,0 +1,105 @@
+"""The reading pipeline shared by predict and draw: decode, polarity, segmentation, MNIST-style crops."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from src import UserError, segmentation
+
+SAMPLE = np.load(segmentation.__file__.replace("segmentation.py", "assets/mnist_sample.npz"))
+
+
+def _png(array: np.ndarray, mode: str = "L") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array.astype(np.uint8), mode=mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _paper(width=300, height=120, value=255.0):
+    return np.full((height, width), value, np.float32)
+
+
+def _put(canvas, digit, left, top, size, black_on_white=True):
+    strokes = np.asarray(Image.fromarray(digit).resize((size, size), Image.BILINEAR), np.float32)
+    region = canvas[top : top + size, left : left + size]
+    canvas[top : top + size, left : left + size] = (
+        np.minimum(region, 255 - strokes) if black_on_white else np.maximum(region, strokes)
+    )
+
+
+def test_digits_are_found_left_to_right_in_either_polarity():
+    x = SAMPLE["x_test"]
+    for black_on_white in (True, False):
+        canvas = _paper(value=255.0 if black_on_white else 0.0)
+        _put(canvas, x[0], 200, 20, 70, black_on_white)  # drawn first, rightmost
+        _put(canvas, x[1], 20, 30, 50, black_on_white)
+        _put(canvas, x[2], 100, 10, 90, black_on_white)
+        crops = segmentation.digit_crops(canvas)
+        assert [c.box[0] < 100 for c in crops] == [True, False, False]
+        assert [c.box[0] for c in crops] == sorted(c.box[0] for c in crops)
+        assert len(crops) == 3
+
+
+def test_crops_are_shaped_like_mnist():
+    digit = SAMPLE["x_test"][5]
+    canvas = _paper(200, 200)
+    _put(canvas, digit, 30, 40, 140)
+    (crop,) = segmentation.digit_crops(canvas)
+    image = crop.image
+    assert image.shape == (28, 28) and image.dtype == np.uint8 and image.max() == 255
+    rows, cols = np.nonzero(image > 30)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) <= 22  # fits the 20x20 box (+ blur)
+    cy, cx = np.average(np.indices(image.shape), axis=(1, 2), weights=image.astype(float))
+    assert abs(cy - 14) < 1 and abs(cx - 14) < 1  # centre of mass at the centre
+    corr = np.corrcoef(image.ravel().astype(float), digit.ravel().astype(float))[0, 1]
+    assert corr > 0.7  # close to the original MNIST digit
+
+
+def test_touching_digits_are_cut_apart():
+    x = SAMPLE["x_test"]
+    canvas = _paper(260, 120)
+    _put(canvas, x[3], 20, 10, 100)
+    _put(canvas, x[4], 95, 10, 100)  # overlaps the first by a few pixels of margin
+    boxes = segmentation.segment(segmentation.ink(canvas))
+    assert len(boxes) == 2
+    assert boxes[0][2] <= boxes[1][0] + 2
+
+
+def test_strokes_of_one_digit_that_do_not_touch_stay_one_digit():
+    canvas = _paper(200, 200)
+    canvas[40:160, 95:105] = 0  # the stem of a 4-like digit
+    canvas[35:45, 60:140] = 0  # a bar above it that does not touch the stem
+    assert len(segmentation.segment(segmentation.ink(canvas))) == 1
+
+
+@pytest.mark.parametrize("value", [0.0, 255.0, 128.0])
+def test_no_ink_gives_no_digits(value):
+    assert segmentation.digit_crops(_paper(value=value)) == []
+
+
+def test_specks_are_ignored():
+    canvas = _paper(300, 150)
+    _put(canvas, SAMPLE["x_test"][7], 100, 20, 110)
+    canvas[10:12, 10:12] = 0  # a speck of dust
+    assert len(segmentation.digit_crops(canvas)) == 1
+
+
+def test_decode_handles_transparency_and_scales_down_big_pictures():
+    rgba = np.zeros((100, 3000, 4), np.uint8)  # transparent, black strokes
+    rgba[30:70, 100:110] = [0, 0, 0, 255]
+    gray = segmentation.decode(_png(rgba, "RGBA"))
+    assert max(gray.shape) == segmentation.WORK_SIZE
+    assert gray.max() == 255 and gray.min() < 50  # white paper, dark stroke
+    assert len(segmentation.digit_crops(gray)) == 1
+
+
+def test_decode_refuses_what_is_not_a_picture(monkeypatch):
+    with pytest.raises(UserError, match="not an image"):
+        segmentation.decode(b"%PDF-1.4 not a picture", "doc.pdf")
+    with pytest.raises(UserError, match="not an image"):
+        segmentation.decode(_png(np.zeros((10, 10)))[:40], "cut.png")
+    monkeypatch.setattr(segmentation, "MAX_PIXELS", 1000)
+    with pytest.raises(UserError, match="too large \\(100x100"):
+        segmentation.decode(_png(np.zeros((100, 100))), "big.png")
