@@ -4,8 +4,9 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 ARGS ?=
 PORT ?= 5000
+DATA ?=
 
-.PHONY: install browser test lint format train sweep ui clean
+.PHONY: install browser test lint format train sweep ui bench bench-full clean
 
 install: browser  ## create .venv and install the project with its test tools (and Chromium for browser tests)
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,12 @@ sweep:  ## compare the three ImageNet backbones with the seed's settings (a Hydr
 
 ui:  ## the MLflow UI on the project's store (MLFLOW_TRACKING_URI, else mlruns/), on 127.0.0.1:$(PORT)
 	$(PY) -m src.ui --port $(PORT)
+
+bench:  ## quick benchmark (under 10 minutes): tables in experiments/bench/ (DATA=path/mnist.npz for full MNIST)
+	$(PY) -m src.bench --quick $(if $(DATA),--data $(DATA))
+
+bench-full:  ## the full benchmark: full MNIST, 25 epochs where the targets say so (hours on a CPU)
+	$(PY) -m src.bench $(if $(DATA),--data $(DATA))
 
 clean:  ## remove run outputs (Hydra directories and the local MLflow store)
 	find experiments -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -149,10 +149,10 @@ def _stratifiable(y: np.ndarray, fraction: float) -> bool:
 
 
 def make_dataset(x, y, batch_size: int, shuffle: bool = False, augment=None, seed: int = 0):
-    """A batched tf.data pipeline of uint8 (N, 28, 28, 1) digits; `augment` runs per batch."""
+    """A batched tf.data pipeline of x as it is (uint8 digits stay uint8); `augment` runs per batch."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x[..., None], y))
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)

@@ -7,6 +7,7 @@ white on black. A consumer never needs to know which backbone is inside.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -103,8 +104,24 @@ def set_trainable(network, fine_tune: str | None) -> None:
         layer.trainable = False
 
 
-def build_model(cfg, strict: bool = False) -> tuple[object, list[str]]:
-    """The whole classifier from raw 28x28 digits to 10 probabilities, and the fallbacks taken."""
+@dataclass
+class Network:
+    """The classifier and its two halves, which share their layers.
+
+    `features` maps raw digits to the backbone's output, `top` maps that to 10 probabilities, and
+    `model` = top(features(digits)) is what gets saved. A frozen backbone's features never change while
+    training, so the top can be trained on them directly (the feature cache).
+    """
+
+    model: object
+    features: object
+    top: object
+    frozen: bool
+    fallbacks: list[str]
+
+
+def build_model(cfg, strict: bool = False) -> Network:
+    """The whole classifier from raw 28x28 digits to 10 probabilities."""
     import keras
     from keras import layers
 
@@ -115,15 +132,44 @@ def build_model(cfg, strict: bool = False) -> tuple[object, list[str]]:
     x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
     for layer_cfg in cfg.backbone.preprocessing:
         x = instantiate(layer_cfg)(x)
-    x = backbone(x)
-    for layer_cfg in cfg.top.layers:
-        x = instantiate(layer_cfg)(x)
-    if x.shape[-1] != NUM_CLASSES or len(x.shape) != 2:
+    features = keras.Model(inputs, backbone(x), name="features")
+
+    top_inputs = keras.Input(features.output.shape[1:], name="backbone_features")
+    y = top_inputs
+    mixed = keras.mixed_precision.global_policy().name.startswith("mixed")
+    for index, layer_cfg in enumerate(cfg.top.layers):
+        last = index == len(cfg.top.layers) - 1
+        # under mixed precision the probabilities are still computed (and sum to 1) in float32
+        y = instantiate(layer_cfg, **({"dtype": "float32"} if last and mixed else {}))(y)
+    if y.shape[-1] != NUM_CLASSES or len(y.shape) != 2:
         raise UserError(
-            f"top.layers: the top must end in {NUM_CLASSES} probabilities per digit; got {x.shape}"
+            f"top.layers: the top must end in {NUM_CLASSES} probabilities per digit; got {y.shape}"
         )
-    model = keras.Model(inputs, x, name=f"{cfg.backbone.name}_{cfg.top.name}")
-    return model, fallbacks
+    top = keras.Model(top_inputs, y, name="top")
+    model = keras.Model(inputs, top(features(inputs)), name=f"{cfg.backbone.name}_{cfg.top.name}")
+    return Network(model, features, top, frozen=not backbone.trainable, fallbacks=fallbacks)
+
+
+def set_precision(policy: str) -> None:
+    """float32, mixed_bfloat16 (recent CPUs) or mixed_float16 (GPUs), for every layer built after."""
+    import keras
+
+    valid = ("float32", "mixed_bfloat16", "mixed_float16")
+    if policy not in valid:
+        raise UserError(f"training.precision: {policy!r} is not one of {', '.join(valid)}")
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def weights_digest(network) -> str:
+    """A fingerprint of a network's weights: equal digests, equal features."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for weight in network.weights:
+        h.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    return h.hexdigest()[:16]
 
 
 def count_params(model) -> dict[str, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import subprocess
+import time
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping
@@ -145,7 +146,7 @@ def log_dataset(digits: Digits) -> None:
             dataset = mlflow.data.from_numpy(
                 x, targets=y, source=digits.source, name=f"{digits.name}-{context}"
             )
-        mlflow.log_input(dataset, context=context)
+        _retry_races(mlflow.log_input, dataset, context=context)
     mlflow.set_tags(
         {
             "data.name": digits.name,
@@ -156,6 +157,17 @@ def log_dataset(digits: Digits) -> None:
     )
 
 
+def log_feature_cache(state: str, seconds: float | None) -> None:
+    """hit, computed, or off with the reason; and the time it took to load or compute the features."""
+    mlflow.set_tag("feature_cache", state)
+    if seconds is not None:
+        mlflow.log_metric("feature_cache_s", seconds)
+
+
+def log_logging_time(seconds: float) -> None:
+    mlflow.log_metric("logging_time_s", seconds)
+
+
 def log_fallbacks(fallbacks: list[str]) -> None:
     mlflow.set_tag("fallback", str(bool(fallbacks)).lower())
     for fallback in fallbacks:
@@ -164,15 +176,32 @@ def log_fallbacks(fallbacks: list[str]) -> None:
 
 
 def epoch_logger():
-    """A Keras callback logging every epoch's metrics and learning rate at step = epoch index."""
+    """A Keras callback logging every epoch's metrics, learning rate and duration at step = epoch index.
+
+    Logging is asynchronous, so a slow store never stalls training. The first training step's time
+    since the process started is logged as `startup_s`.
+    """
     import keras
 
+    import src
+
     class EpochLogger(keras.callbacks.Callback):
+        started = None
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.started is None:
+                self.started = time.time()
+                log.info("first training step %.1f s after start", self.started - src.STARTED)
+                mlflow.log_metric("startup_s", self.started - src.STARTED, synchronous=False)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_start = time.perf_counter()
+
         def on_epoch_end(self, epoch, logs=None):
             metrics = {k: float(v) for k, v in (logs or {}).items()}
-            metrics.setdefault(
-                "learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            )
+            learning_rate = self.model.optimizer.learning_rate
+            metrics.setdefault("learning_rate", float(keras.ops.convert_to_numpy(learning_rate)))
+            metrics["epoch_time_s"] = time.perf_counter() - self.epoch_start
             mlflow.log_metrics(metrics, step=epoch, synchronous=False)
 
         def on_train_end(self, logs=None):
@@ -244,16 +273,28 @@ def log_model(model, registered_model: str | None):
         f"mlflow=={mlflow.__version__}",
     ]
     info = mlflow.keras.log_model(
-        model,
-        name=MODEL_ARTIFACT,
-        signature=model_signature(),
-        pip_requirements=requirements,
-        registered_model_name=registered_model,
+        model, name=MODEL_ARTIFACT, signature=model_signature(), pip_requirements=requirements
     )
-    if info.registered_model_version is not None:
-        mlflow.set_tag("registered_model", f"{registered_model}/{info.registered_model_version}")
-        log.info("registered %s version %s", registered_model, info.registered_model_version)
+    if registered_model:
+        version = _retry_races(mlflow.register_model, info.model_uri, registered_model).version
+        mlflow.set_tag("registered_model", f"{registered_model}/{version}")
+        log.info("registered %s version %s", registered_model, version)
     return info
+
+
+_RACES = ("UNIQUE constraint failed", "database is locked", "already exists")
+
+
+def _retry_races(call, *args, attempts: int = 6, **kwargs):
+    """Retry a store write that lost a race with a parallel job (SQLite's check-then-insert in MLflow)."""
+    for attempt in range(attempts):
+        try:
+            return call(*args, **kwargs)
+        except mlflow.exceptions.MlflowException as e:
+            if attempt == attempts - 1 or not any(race in str(e) for race in _RACES):
+                raise
+            log.info("store busy (%s); retrying", str(e).splitlines()[0][:120])
+            time.sleep(0.2 * 2**attempt)
 
 
 def promote_champion(registered_model: str, metric: str, mode: str = "max") -> str | None:

@@ -25,17 +25,18 @@ def train(
     """One run in the tracking store (a child of the sweep's parent run in a sweep); returns its scores."""
     import keras
 
-    from src import data, model, tracking
+    from src import data, features, model, tracking
     from src.evaluate import evaluate
 
     keras.utils.set_random_seed(cfg.training.seed)
+    model.set_precision(cfg.training.precision)
     digits = data.load_digits(cfg.data, strict=cfg.strict)
     log.info("data: %s %s from %s", digits.name, digits.sizes(), digits.source)
     if cfg.training.enabled:
-        net, weight_fallbacks = model.build_model(cfg, strict=cfg.strict)
+        network = model.build_model(cfg, strict=cfg.strict)
+        net, fallbacks = network.model, digits.fallbacks + network.fallbacks
     else:
-        net, weight_fallbacks = _load_registered(cfg), []
-    fallbacks = digits.fallbacks + weight_fallbacks
+        net, fallbacks = _load_registered(cfg), digits.fallbacks
     _announce(fallbacks)
 
     sweep = sweep or {}
@@ -47,22 +48,40 @@ def train(
         tracking.log_dataset(digits)
         tracking.log_fallbacks(fallbacks)
 
+        # what gets scored: the whole model on digits, or (feature cache) the top on backbone features
+        scorer, inputs = net, {"train": digits.x_train, "validation": digits.x_val, "test": digits.x_test}
+        inputs = {split: x[..., None] for split, x in inputs.items()}
         if cfg.training.enabled:
-            history, seconds = fit(net, digits, cfg)
+            reason = features.unusable_because(cfg, network)
+            if reason is None:
+                inputs, source, seconds = features.backbone_features(
+                    network,
+                    digits,
+                    cfg.training.feature_cache_dir,
+                    batch_size=max(256, cfg.training.batch_size),
+                )
+                scorer = network.top
+                tracking.log_feature_cache(source, seconds)
+            else:
+                log.info("feature cache not used: %s", reason)
+                tracking.log_feature_cache(f"off: {reason}", None)
+            history, seconds = fit(scorer, inputs, digits, cfg, cached=reason is None)
             tracking.log_training(history, seconds)
             tracking.log_evaluation(
-                evaluate(net, digits.x_train, digits.y_train, "train"), prefix="final_train_"
+                evaluate(scorer, inputs["train"], digits.y_train, "train"), prefix="final_train_"
             )
-            validation = evaluate(net, digits.x_val, digits.y_val, "validation")
+            validation = evaluate(scorer, inputs["validation"], digits.y_val, "validation")
             tracking.log_evaluation(validation, prefix="final_val_")
 
-        test = evaluate(net, digits.x_test, digits.y_test, "test")
+        test = evaluate(scorer, inputs["test"], digits.y_test, "test")
         tracking.log_evaluation(test, images=digits.x_test)
         log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
         if cfg.training.enabled:
+            start = time.perf_counter()
             tracking.log_model(net, cfg.tracking.registered_model)
-    if cfg.training.enabled and cfg.tracking.registered_model:
-        tracking.promote_champion(cfg.tracking.registered_model, **cfg.tracking.champion)
+            if cfg.tracking.registered_model:
+                tracking.promote_champion(cfg.tracking.registered_model, **cfg.tracking.champion)
+            tracking.log_logging_time(time.perf_counter() - start)
     _announce(fallbacks)
     scores = {"test_accuracy": test.accuracy, "test_loss": test.loss}
     if cfg.training.enabled:
@@ -70,8 +89,11 @@ def train(
     return scores
 
 
-def fit(net, digits, cfg: DictConfig) -> tuple[dict[str, list[float]], float]:
-    """Compile and fit with the configured optimizer, augmentation and callbacks; logs every epoch."""
+def fit(trainee, inputs: dict, digits, cfg: DictConfig, cached: bool = False) -> tuple[dict, float]:
+    """Compile and fit with the configured optimizer, augmentation and callbacks; logs every epoch.
+
+    `trainee` is the whole model on digits, or the top on cached backbone features.
+    """
     import keras
     from hydra.utils import instantiate
 
@@ -81,17 +103,21 @@ def fit(net, digits, cfg: DictConfig) -> tuple[dict[str, list[float]], float]:
     augment = keras.Sequential(layers, name="augmentation") if layers else None
     batch_size = cfg.training.batch_size
     train_ds = data.make_dataset(
-        digits.x_train, digits.y_train, batch_size, shuffle=True, augment=augment, seed=cfg.training.seed
+        inputs["train"], digits.y_train, batch_size, shuffle=True, augment=augment, seed=cfg.training.seed
     )
-    val_ds = data.make_dataset(digits.x_val, digits.y_val, batch_size)
-    net.compile(
+    val_ds = data.make_dataset(inputs["validation"], digits.y_val, batch_size)
+    steps = cfg.training.steps_per_execution
+    trainee.compile(
         optimizer=instantiate(cfg.training.optimizer),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        jit_compile=cfg.training.jit_compile,
+        # many small steps of the top alone: run several per call so Python does not dominate
+        steps_per_execution=(32 if cached else 1) if steps == "auto" else int(steps),
     )
     callbacks = [instantiate(c) for c in cfg.training.callbacks.values()] + [tracking.epoch_logger()]
     start = time.perf_counter()
-    history = net.fit(
+    history = trainee.fit(
         train_ds,
         validation_data=val_ds,
         epochs=cfg.training.epochs,

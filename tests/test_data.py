@@ -104,9 +104,9 @@ def test_pipeline_keeps_digits_compact_and_augments_training_batches():
     x = np.zeros((10, 28, 28), np.uint8)
     x[:, 10:18, 13:15] = 255  # a vertical bar
     y = np.arange(10)
-    plain = next(iter(data.make_dataset(x, y, batch_size=4)))
+    plain = next(iter(data.make_dataset(x[..., None], y, batch_size=4)))
     assert plain[0].dtype.name == "uint8" and tuple(plain[0].shape) == (4, 28, 28, 1)
     rotate = keras.Sequential([keras.layers.RandomRotation(0.25, fill_mode="constant", seed=1)])
-    rotated = next(iter(data.make_dataset(x, y, batch_size=4, augment=rotate)))
+    rotated = next(iter(data.make_dataset(x[..., None], y, batch_size=4, augment=rotate)))
     assert rotated[0].dtype.name == "float32"
     assert not np.allclose(rotated[0].numpy(), plain[0].numpy().astype(np.float32))

@@ -15,8 +15,9 @@ def _digits(n=3, seed=0):
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_model_takes_raw_digits_in_every_form(compose_cfg, backbone):
     cfg = compose_cfg(f"backbone={backbone}", "backbone.weights=null")
-    net, fallbacks = model.build_model(cfg)
-    assert not fallbacks
+    network = model.build_model(cfg)
+    net = network.model
+    assert not network.fallbacks
     x = _digits()
     p_uint8 = net.predict(x, verbose=0)
     p_float = net.predict(x.astype(np.float32)[..., None], verbose=0)
@@ -26,7 +27,7 @@ def test_model_takes_raw_digits_in_every_form(compose_cfg, backbone):
 
 
 def test_frozen_backbone_trains_only_the_top(compose_cfg):
-    net, _ = model.build_model(compose_cfg("backbone.weights=null"))
+    net = model.build_model(compose_cfg("backbone.weights=null")).model
     sizes = model.count_params(net)
     # the seed top on VGG16 at 32x32: Flatten(1x1x512) -> Dense(1000) -> Dense(10)
     assert sizes["trainable_params"] == 512 * 1000 + 1000 + 1000 * 10 + 10
@@ -43,7 +44,7 @@ def test_fine_tune_from_a_named_layer(compose_cfg):
 
 
 def test_fine_tune_all_trains_everything(compose_cfg):
-    net, _ = model.build_model(compose_cfg("backbone.weights=null", "backbone.fine_tune=all"))
+    net = model.build_model(compose_cfg("backbone.weights=null", "backbone.fine_tune=all")).model
     sizes = model.count_params(net)
     assert sizes["trainable_params"] == sizes["total_params"]  # preprocessing holds constants only
 
@@ -92,8 +93,45 @@ def test_saved_model_is_self_contained(compose_cfg, tmp_path):
     """A .keras file loads and predicts with plain Keras, without this project's code."""
     import keras
 
-    net, _ = model.build_model(compose_cfg("backbone=resnet50", "backbone.weights=null", "top=gap"))
+    net = model.build_model(compose_cfg("backbone=resnet50", "backbone.weights=null", "top=gap")).model
     net.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     x = _digits(4)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), net.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_the_two_halves_share_the_whole_models_layers(compose_cfg):
+    network = model.build_model(compose_cfg("backbone.weights=null"))
+    x = _digits(4)
+    features = network.features.predict(x[..., None], verbose=0)
+    assert features.shape == (4, 1, 1, 512)
+    np.testing.assert_allclose(
+        network.top.predict(features, verbose=0), network.model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
+    assert network.frozen
+    assert not model.build_model(compose_cfg("backbone=simple_cnn")).frozen
+
+
+def test_mixed_precision_keeps_the_probabilities_in_float32(compose_cfg):
+    import keras
+
+    try:
+        model.set_precision("mixed_bfloat16")
+        network = model.build_model(compose_cfg("backbone.weights=null"))
+        assert network.features.output.dtype == "bfloat16"
+        assert network.model.output.dtype == "float32"
+        p = network.model.predict(_digits(3), verbose=0)
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    finally:
+        model.set_precision("float32")
+    assert keras.mixed_precision.global_policy().name == "float32"
+    with pytest.raises(UserError, match="training.precision"):
+        model.set_precision("float8")
+
+
+def test_weights_digest_follows_the_weights(compose_cfg):
+    a = model.build_backbone(compose_cfg("backbone=simple_cnn").backbone, 32)[0]
+    b = model.build_backbone(compose_cfg("backbone=simple_cnn").backbone, 32)[0]
+    assert model.weights_digest(a) != model.weights_digest(b)  # two random initialisations
+    b.set_weights(a.get_weights())
+    assert model.weights_digest(a) == model.weights_digest(b)

@@ -1,0 +1,359 @@
+"""make bench: what a run costs on this machine, every comparison measured inside one run.
+
+python -m src.bench [--quick] [--data PATH/mnist.npz] [--out experiments/bench]
+
+Writes bench-<time>.json and .md (and latest.json/.md) under --out. --quick (under 10 minutes on a
+2-core CPU) uses subsets; the full mode uses full MNIST and 25 epochs where the targets say so (hours
+on a CPU without the feature cache, which is the point).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compose(*overrides: str):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="train", overrides=list(overrides))
+
+
+def matmul_peak(n: int = 2048, dtype: str = "float32", seconds: float = 3.0) -> float:
+    """GFLOP/s of a square matrix product, the machine's practical ceiling for dense layers."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n), dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    product = tf.function(lambda x: tf.matmul(x, x))
+    product(a).numpy()
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        for _ in range(4):
+            result = product(a)
+        result.numpy()
+        best = max(best, 4 * 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def conv_flops(model) -> float:
+    """Multiply-adds x 2 of the conv and dense layers for one image."""
+    flops = 0.0
+    for layer in _leaf_layers(model):
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            flops += 2.0 * h * w * c_out * kh * kw * layer.input.shape[-1]
+        elif kind == "Dense":
+            flops += 2.0 * layer.input.shape[-1] * layer.units
+    return flops
+
+
+def _leaf_layers(model):
+    for layer in model.layers:
+        yield from _leaf_layers(layer) if hasattr(layer, "layers") else [layer]
+
+
+def forward_throughput(precision: str, images: int = 2048, batch: int = 128) -> tuple[float, float]:
+    """VGG16 (32x32, no top) images per second, and GFLOP per image."""
+    import keras
+
+    from src import model
+
+    model.set_precision(precision)
+    network = model.build_model(compose("backbone.weights=null"))
+    x = np.random.default_rng(0).integers(0, 256, (images, 28, 28, 1)).astype(np.uint8)
+    network.features.predict(x[:batch], batch_size=batch, verbose=0)
+    start = time.perf_counter()
+    network.features.predict(x, batch_size=batch, verbose=0)
+    rate = images / (time.perf_counter() - start)
+    gflop = conv_flops(network.features) / 1e9
+    model.set_precision("float32")
+    keras.backend.clear_session()
+    return rate, gflop
+
+
+def framework_run(store: str, *overrides: str) -> dict:
+    """A training run through src.train (tf.data, callbacks, tracking); its logged metrics."""
+    import mlflow
+
+    from src.train import train
+
+    overrides = (*overrides, f"tracking.uri={store}", "training.verbose=0", "tracking.registered_model=null")
+    start = time.perf_counter()
+    scores = train(compose(*overrides))
+    wall = time.perf_counter() - start
+    run = mlflow.search_runs(search_all_experiments=True, order_by=["start_time DESC"], output_format="list")[
+        0
+    ]
+    client = mlflow.MlflowClient()
+    epochs = [
+        m.value
+        for m in sorted(client.get_metric_history(run.info.run_id, "epoch_time_s"), key=lambda m: m.step)
+    ]
+    return {
+        **scores,
+        "wall_s": wall,
+        "epoch_times_s": epochs,
+        "feature_cache_s": run.data.metrics.get("feature_cache_s"),
+        "train_size": int(run.data.tags["data.train_size"]),
+    }
+
+
+def plain_fit(data_overrides: list[str], epochs: int = 2, batch: int = 32) -> float:
+    """The same model fed from in-memory tensors with plain model.fit: seconds of the last epoch."""
+    import keras
+
+    from src import data, model
+
+    model.set_precision("float32")
+    keras.utils.set_random_seed(42)
+    cfg = compose("backbone.weights=null", "augmentation=none", *data_overrides)
+    digits = data.load_digits(cfg.data)
+    network = model.build_model(cfg)
+    network.model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    times = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    x = keras.ops.convert_to_tensor(digits.x_train[..., None].astype(np.float32))
+    network.model.fit(x, digits.y_train, batch_size=batch, epochs=epochs, verbose=0, callbacks=[Clock()])
+    return len(digits.y_train) / times[-1]
+
+
+def run_command(args: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, int]:
+    """A command as a user runs it: output, wall time, and peak memory (max RSS) of the process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    result = subprocess.run(args, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result, wall, max(peak_kb, before)
+
+
+def latency(model_uri: str, store: str, repeats: int = 300) -> tuple[float, float]:
+    """p50 and p99 milliseconds of one digit through the loaded registered model."""
+    from src.predict import Classifier
+
+    classifier = Classifier(model_uri, store)
+    digit = np.load(ROOT / "src/assets/mnist_sample.npz")["x_test"][:1]
+    for _ in range(20):
+        classifier.probabilities(digit)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        classifier.probabilities(digit)
+        times.append(1000 * (time.perf_counter() - start))
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m src.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="subsets: under 10 minutes on 2 CPU cores")
+    parser.add_argument(
+        "--data", default=None, help="a Keras-layout mnist.npz (default: Keras cache/download)"
+    )
+    parser.add_argument("--out", default="experiments/bench")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    import keras
+    import tensorflow as tf
+
+    quick = args.quick
+    data_path = [f"data.path={Path(args.data).absolute()}"] if args.data else []
+    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+    store = f"sqlite:///{tmp / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = store
+    r: dict = {
+        "mode": "quick" if quick else "full",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "python": platform.python_version(),
+        },
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+    def step(name: str) -> None:
+        print(f"[bench] {name} ...", flush=True)
+
+    step("matrix-multiply peak")
+    r["matmul_gflops_float32"] = matmul_peak(dtype="float32")
+    r["matmul_gflops_bfloat16"] = matmul_peak(dtype="bfloat16")
+
+    step("VGG16 forward")
+    rate32, gflop = forward_throughput("float32", images=1024 if quick else 4096)
+    rate16, _ = forward_throughput("mixed_bfloat16", images=1024 if quick else 4096)
+    r["vgg16_gflop_per_image"] = gflop
+    r["vgg16_forward_images_s_float32"] = rate32
+    r["vgg16_forward_images_s_bfloat16"] = rate16
+    r["vgg16_forward_fraction_of_peak"] = rate32 * gflop / r["matmul_gflops_float32"]
+
+    n_fit = 2048 if quick else 12800
+    common = ["backbone.weights=null", "augmentation=none", "~training.callbacks.early_stopping"]
+    step(f"framework vs plain model.fit ({n_fit} digits)")
+    sample = (
+        ["data=mnist_sample", f"data.train_limit={n_fit}", "data.val_split=0.1"]
+        if quick
+        else ["data=mnist", *data_path, f"data.train_limit={n_fit}"]
+    )
+    framework = framework_run(store, *common, *sample, "training.epochs=2", "training.feature_cache=false")
+    r["framework_train_images_s"] = framework["train_size"] / framework["epoch_times_s"][-1]
+    r["plain_fit_train_images_s"] = plain_fit(sample)
+    r["framework_vs_plain"] = r["framework_train_images_s"] / r["plain_fit_train_images_s"]
+
+    step("float32 vs mixed_bfloat16 training")
+    bf16 = framework_run(
+        store,
+        *common,
+        *sample,
+        "training.epochs=2",
+        "training.feature_cache=false",
+        "training.precision=mixed_bfloat16",
+    )
+    r["bf16_train_images_s"] = bf16["train_size"] / bf16["epoch_times_s"][-1]
+    r["bf16_vs_float32_train"] = r["bf16_train_images_s"] / r["framework_train_images_s"]
+    r["float32_test_accuracy"] = framework["test_accuracy"]
+    r["bf16_test_accuracy"] = bf16["test_accuracy"]
+
+    cache_data = ["data=mnist_sample"] if quick else ["data=mnist", *data_path]
+    epochs = 4 if quick else 25
+    step(f"feature cache on/off ({epochs} epochs)")
+    cache_dir = tmp / "feature_cache"
+    cached = framework_run(
+        store, *common, *cache_data, f"training.epochs={epochs}", f"training.feature_cache_dir={cache_dir}"
+    )
+    uncached = framework_run(
+        store, *common, *cache_data, f"training.epochs={epochs}", "training.feature_cache=false"
+    )
+    first_cached = cached["feature_cache_s"] + cached["epoch_times_s"][0]
+    uncached_epoch = float(np.mean(uncached["epoch_times_s"][1:] or uncached["epoch_times_s"]))
+    r["cache_train_size"] = cached["train_size"]
+    r["cache_epochs"] = epochs
+    r["cached_first_epoch_s"] = first_cached
+    r["cached_later_epoch_s"] = float(np.mean(cached["epoch_times_s"][1:]))
+    r["cached_later_vs_first"] = r["cached_later_epoch_s"] / first_cached
+    r["cached_total_s"] = cached["feature_cache_s"] + sum(cached["epoch_times_s"])
+    r["uncached_epoch_s"] = uncached_epoch
+    r["cached_total_vs_one_uncached_epoch"] = r["cached_total_s"] / uncached_epoch
+    r["cached_test_accuracy"] = cached["test_accuracy"]
+    r["uncached_test_accuracy"] = uncached["test_accuracy"]
+
+    step("command start to first step, end-of-run logging, prediction latency")
+    result, _, _ = run_command(
+        [
+            sys.executable,
+            "-m",
+            "src.train",
+            "+experiment=smoke",
+            "backbone.weights=null",
+            "hydra.run.dir=" + str(tmp / "run"),
+        ],
+        {"MLFLOW_TRACKING_URI": store},
+    )
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    run = mlflow.search_runs(search_all_experiments=True, order_by=["start_time DESC"], output_format="list")[
+        0
+    ]
+    r["startup_s"] = run.data.metrics["startup_s"]
+    r["logging_and_registration_s"] = run.data.metrics["logging_time_s"]
+    version = run.data.tags["registered_model"].split("/")[1]
+    r["latency_p50_ms"], r["latency_p99_ms"] = latency(f"models:/handwritten-digits/{version}", store)
+
+    step("peak memory of a full-MNIST VGG16 run")
+    memory_args = [
+        sys.executable, "-m", "src.train", "data=mnist", *data_path, "backbone.weights=null",
+        "augmentation=none", f"training.epochs={2 if quick else 25}",
+        f"training.feature_cache_dir={tmp / 'feature_cache_memory'}",
+        f"hydra.run.dir={tmp / 'run_memory'}",
+    ]  # fmt: skip
+    _, wall, peak_kb = run_command(memory_args, {"MLFLOW_TRACKING_URI": store})
+    r["full_mnist_run_s"] = wall
+    r["full_mnist_peak_memory_gib"] = peak_kb / 1024**2
+    fallback = mlflow.search_runs(
+        search_all_experiments=True, order_by=["start_time DESC"], output_format="list"
+    )[0]
+    r["full_mnist_data"] = fallback.data.tags.get("data.name")
+
+    write(r, Path(args.out))
+    return 0
+
+
+TARGETS = [
+    ("vgg16_forward_fraction_of_peak", ">=", 0.80, "VGG16 forward / matmul peak"),
+    ("framework_vs_plain", ">=", 0.95, "framework / plain model.fit training throughput"),
+    ("bf16_vs_float32_train", ">=", 1.6, "mixed_bfloat16 / float32 training throughput"),
+    ("cached_later_vs_first", "<=", 0.02, "cached: later epoch / first epoch"),
+    ("cached_total_vs_one_uncached_epoch", "<=", 1.3, "cached: all epochs / one uncached epoch"),
+    ("startup_s", "<=", 10.0, "command start to first training step (s)"),
+    ("logging_and_registration_s", "<=", 5.0, "end-of-run logging and registration (s)"),
+    ("latency_p50_ms", "<=", 20.0, "single-digit prediction p50 (ms)"),
+    ("full_mnist_peak_memory_gib", "<=", 3.0, "peak memory of a full-MNIST run (GiB)"),
+]
+
+
+def write(r: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    r["targets"] = {}
+    lines = [
+        f"# make bench ({r['mode']}), {r['date']}",
+        "",
+        "{cpus} CPUs ({processor}), TensorFlow {tensorflow}, Keras {keras}".format(**r["machine"]),
+        "",
+        "| measure | value | target | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, op, bound, label in TARGETS:
+        value = r.get(key)
+        met = value is not None and (value >= bound if op == ">=" else value <= bound)
+        r["targets"][key] = {"value": value, "target": f"{op} {bound}", "met": met}
+        lines.append(f"| {label} | {value:.3g} | {op} {bound} | {'yes' if met else 'no'} |")
+    lines += ["", "| detail | value |", "| --- | --- |"]
+    for key, value in r.items():
+        if key not in ("targets", "machine", "date", "mode"):
+            lines.append(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
+    (out / f"bench-{stamp}.json").write_text(json.dumps(r, indent=2))
+    markdown = "\n".join(lines) + "\n"
+    (out / f"bench-{stamp}.md").write_text(markdown)
+    (out / "latest.json").write_text(json.dumps(r, indent=2))
+    (out / "latest.md").write_text(markdown)
+    print(markdown)
+    print(f"written to {out}/bench-{stamp}.json and .md")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
