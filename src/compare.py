@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         from src import tracking
 
         cfg = tracking_config(args.overrides)
-        tracking.use_store(cfg)
+        tracking.use_store(cfg, create=False)
         if args.sweep:
             compare_sweep(find_sweep(args.sweep), cfg)
             return 0

@@ -18,6 +18,7 @@ import mlflow
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from src import UserError
 from src.data import IMAGE_SHAPE, NUM_CLASSES, Digits
 from src.evaluate import Evaluation
 
@@ -44,33 +45,66 @@ def artifact_location(uri: str) -> str | None:
     return None
 
 
-def use_store(cfg: DictConfig) -> str:
-    """Point MLflow at the configured store and experiment (created if new); returns the experiment id."""
+def use_store(cfg: DictConfig, create: bool = True) -> str | None:
+    """Point MLflow at the configured store and experiment (created if new); returns the experiment id.
+
+    With create=False only the store is chosen: reading from it writes nothing.
+    """
     uri = resolve_uri(cfg.uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    experiment = mlflow.get_experiment_by_name(cfg.experiment)
-    if experiment is not None:
-        experiment_id = experiment.experiment_id
-    else:
-        try:
+    if not create:
+        return None
+    with store_lock(uri):  # the first access creates (or migrates) the database
+        experiment = mlflow.get_experiment_by_name(cfg.experiment)
+        if experiment is None:
             experiment_id = mlflow.create_experiment(
                 cfg.experiment,
                 artifact_location=artifact_location(uri),
                 tags={"mlflow.experimentKind": "custom_model_development"},  # the UI opens on its runs
             )
-        except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel job
-            experiment_id = mlflow.get_experiment_by_name(cfg.experiment).experiment_id
+        else:
+            experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
 
 @contextlib.contextmanager
-def run(run_name: str, parent_run_id: str | None = None, tags: Mapping[str, str] | None = None) -> Iterator:
-    """An MLflow run that ends FINISHED, FAILED (crash, with the error attached) or KILLED (interrupt)."""
-    active = mlflow.start_run(
-        run_name=run_name, parent_run_id=parent_run_id, tags={**_git_tags(), **(tags or {})}
-    )
+def store_lock(uri: str) -> Iterator[None]:
+    """Processes of one machine sharing a SQLite store take turns to create or migrate it and its
+    experiment (MLflow's own start-up races: "duplicate column name", "database is locked")."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock = Path(uri.removeprefix("sqlite:///")).absolute().with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def run(
+    run_name: str,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+) -> Iterator:
+    """An MLflow run that ends FINISHED, FAILED (crash, with the error attached) or KILLED (interrupt).
+
+    With run_id, an earlier run is continued instead of a new one started.
+    """
+    if run_id:
+        active = mlflow.start_run(run_id=run_id)
+        mlflow.set_tag("resumed", "true")
+    else:
+        tags = {**_git_tags(), **(tags or {})}
+        active = mlflow.start_run(run_name=run_name, parent_run_id=parent_run_id, tags=tags)
     try:
         yield active
     except KeyboardInterrupt:
@@ -84,6 +118,18 @@ def run(run_name: str, parent_run_id: str | None = None, tags: Mapping[str, str]
         raise
     else:
         mlflow.end_run("FINISHED")
+
+
+def check_resumable(run_id: str, checkpoint_dir: str) -> None:
+    """A run can be continued when it exists, has not finished, and left a checkpoint."""
+    try:
+        status = mlflow.get_run(run_id).info.status
+    except mlflow.exceptions.MlflowException:
+        raise UserError(f"training.resume: no run {run_id!r} in {mlflow.get_tracking_uri()}") from None
+    if status == "FINISHED":
+        raise UserError(f"training.resume: run {run_id} has already FINISHED")
+    if not Path(checkpoint_dir).is_dir():
+        raise UserError(f"training.resume: run {run_id} left no checkpoint in {checkpoint_dir}")
 
 
 def _git_tags() -> dict[str, str]:
@@ -118,6 +164,7 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
             flat[prefix[:-1]] = str(node)
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
+    flat.pop("training.resume", None)  # a resumed run keeps its params: the resume itself is a tag
     return flat
 
 
@@ -237,11 +284,19 @@ def log_evaluation(
         plots.plt.close(figure)
 
 
-def log_training(history: Mapping[str, list[float]], seconds: float) -> None:
-    """Training time, epochs run and the learning curves."""
+def log_training(seconds: float) -> None:
+    """Training time, epochs run and the learning curves, from the run's own per-epoch metrics
+    (complete even when the run was resumed)."""
     from src import plots
 
-    mlflow.log_metrics({"training_time_s": seconds, "epochs_run": len(history.get("loss", []))})
+    mlflow.flush_async_logging()
+    client = mlflow.MlflowClient()
+    run_id = mlflow.active_run().info.run_id
+    history = {
+        key: [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+    }
+    mlflow.log_metrics({"training_time_s": seconds, "epochs_run": len(history["loss"])})
     figure = plots.learning_curves_figure(dict(history))
     mlflow.log_figure(figure, "learning_curves.png")
     plots.plt.close(figure)

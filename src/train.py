@@ -7,9 +7,11 @@ after Hydra has composed and checked the config, so a typo fails in about a seco
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 import time
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -17,6 +19,10 @@ from omegaconf import DictConfig
 from src import UserError
 
 log = logging.getLogger("src.train")
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: the run fails and nothing is registered."""
 
 
 def train(
@@ -40,9 +46,13 @@ def train(
     _announce(fallbacks)
 
     sweep = sweep or {}
+    resume = cfg.training.resume
+    if resume:  # checked before anything is written to the store
+        tracking.use_store(cfg.tracking, create=False)
+        tracking.check_resumable(resume, _checkpoint_dir(cfg, resume))
     tracking.use_store(cfg.tracking)
     run_name = cfg.tracking.run_name or sweep.get("run_name") or cfg.backbone.name
-    with tracking.run(run_name, sweep.get("parent_run_id"), sweep.get("tags")):
+    with tracking.run(run_name, sweep.get("parent_run_id"), sweep.get("tags"), run_id=resume) as active:
         tracking.log_config(cfg, hydra_output_dir)
         tracking.log_model_size(model.count_params(net))
         tracking.log_dataset(digits)
@@ -65,8 +75,17 @@ def train(
             else:
                 log.info("feature cache not used: %s", reason)
                 tracking.log_feature_cache(f"off: {reason}", None)
-            history, seconds = fit(scorer, inputs, digits, cfg, cached=reason is None)
-            tracking.log_training(history, seconds)
+            checkpoints = _checkpoint_dir(cfg, active.info.run_id) if cfg.training.checkpoints else None
+            history, seconds = fit(
+                scorer, inputs, digits, cfg, cached=reason is None, checkpoints=checkpoints
+            )
+            losses = history.get("loss", [])
+            if losses and not all(map(math.isfinite, losses)):
+                raise TrainingDiverged(
+                    f"the loss became {losses[-1]} at epoch {len(losses)}: training stopped and nothing "
+                    "registered (try a smaller training.optimizer.learning_rate)"
+                )
+            tracking.log_training(seconds)
             tracking.log_evaluation(
                 evaluate(scorer, inputs["train"], digits.y_train, "train"), prefix="final_train_"
             )
@@ -89,10 +108,14 @@ def train(
     return scores
 
 
-def fit(trainee, inputs: dict, digits, cfg: DictConfig, cached: bool = False) -> tuple[dict, float]:
+def fit(
+    trainee, inputs: dict, digits, cfg: DictConfig, cached: bool = False, checkpoints: str | None = None
+) -> tuple[dict, float]:
     """Compile and fit with the configured optimizer, augmentation and callbacks; logs every epoch.
 
-    `trainee` is the whole model on digits, or the top on cached backbone features.
+    `trainee` is the whole model on digits, or the top on cached backbone features. With `checkpoints`
+    (a directory) the training state is saved after every epoch and restored from there if present,
+    so an interrupted run continues where it stopped.
     """
     import keras
     from hydra.utils import instantiate
@@ -115,7 +138,10 @@ def fit(trainee, inputs: dict, digits, cfg: DictConfig, cached: bool = False) ->
         # many small steps of the top alone: run several per call so Python does not dominate
         steps_per_execution=(32 if cached else 1) if steps == "auto" else int(steps),
     )
-    callbacks = [instantiate(c) for c in cfg.training.callbacks.values()] + [tracking.epoch_logger()]
+    callbacks = [instantiate(c) for c in cfg.training.callbacks.values()]
+    callbacks += [keras.callbacks.TerminateOnNaN(), tracking.epoch_logger()]
+    if checkpoints:
+        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir=checkpoints))
     start = time.perf_counter()
     history = trainee.fit(
         train_ds,
@@ -126,6 +152,10 @@ def fit(trainee, inputs: dict, digits, cfg: DictConfig, cached: bool = False) ->
         shuffle=False,  # the pipeline shuffles
     )
     return history.history, time.perf_counter() - start
+
+
+def _checkpoint_dir(cfg: DictConfig, run_id: str) -> str:
+    return str(Path(cfg.training.checkpoint_dir).absolute() / run_id)
 
 
 def _verbosity(verbose) -> int:
@@ -141,11 +171,11 @@ def _load_registered(cfg: DictConfig):
 
     from src import tracking
 
-    tracking.use_store(cfg.tracking)
+    tracking.use_store(cfg.tracking, create=False)
     uri = cfg.training.model_uri or f"models:/{cfg.tracking.registered_model}/latest"
     try:
         return mlflow.keras.load_model(uri)
-    except mlflow.exceptions.MlflowException as e:
+    except (mlflow.exceptions.MlflowException, OSError) as e:
         raise UserError(f"training.model_uri: cannot load {uri}: {str(e).splitlines()[0]}") from None
 
 
@@ -170,7 +200,7 @@ def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from src import sweep
+    from src import config, sweep
 
     hydra_cfg = HydraConfig.get()
     output_dir = hydra_cfg.runtime.output_dir
@@ -178,18 +208,26 @@ def main(cfg: DictConfig) -> float:
     if hydra_cfg.mode == RunMode.MULTIRUN:
         # a failed job must not stop the sweep: its run is FAILED, the comparison shows it
         try:
+            config.validate_training(cfg)
             scores = train(cfg, output_dir, sweep=sweep.job_context(hydra_cfg))
             return scores.get("val_accuracy", scores["test_accuracy"])
         except Exception as e:
             log.error("job failed: %s: %s", type(e).__name__, e, exc_info=not isinstance(e, UserError))
             return sweep.record_job_error(output_dir, e)
     try:
+        config.validate_training(cfg)
         scores = train(cfg, output_dir)
         return scores.get("val_accuracy", scores["test_accuracy"])
     except UserError as e:
         log.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the run is marked KILLED; continue it with training.resume=<its run id>",
+            file=sys.stderr,
+        )
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,64 @@
+"""Checks of the composed config that Hydra cannot make: types and ranges, named by their dotted key.
+
+Runs right after composition, before TensorFlow is imported, so a bad value costs a second.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from src import UserError
+
+
+def _whole(cfg, key: str, minimum: int, allow_none: bool = False) -> None:
+    value = _get(cfg, key)
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{key}: {value!r} is not a whole number >= {minimum}")
+
+
+def _number(cfg, key: str, low: float, high: float | None = None, low_open: bool = True) -> None:
+    value = _get(cfg, key)
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = ok and (value > low if low_open else value >= low) and (high is None or value < high)
+    if not ok:
+        bounds = f"{'>' if low_open else '>='} {low}" + (f" and < {high}" if high is not None else "")
+        raise UserError(f"{key}: {value!r} is not a number {bounds}")
+
+
+def _choice(cfg, key: str, choices: tuple) -> None:
+    value = _get(cfg, key)
+    if value not in choices:
+        raise UserError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+def _get(cfg, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def validate_training(cfg: DictConfig) -> None:
+    """The values of a training run: fails with the key, the bad value and what would be valid."""
+    _whole(cfg, "training.epochs", 1)
+    _whole(cfg, "training.batch_size", 1)
+    _whole(cfg, "training.seed", 0)
+    _whole(cfg, "input_size", 32)
+    _whole(cfg, "data.train_limit", 1, allow_none=True)
+    _whole(cfg, "data.test_limit", 1, allow_none=True)
+    _number(cfg, "data.val_split", 0.0, 1.0, low_open=False)
+    if "learning_rate" in cfg.training.optimizer:
+        _number(cfg, "training.optimizer.learning_rate", 0.0)
+    _choice(cfg, "training.precision", ("float32", "mixed_bfloat16", "mixed_float16"))
+    _choice(cfg, "training.verbose", ("auto", 0, 1, 2))
+    _choice(cfg, "training.feature_cache", ("auto", False))
+    _choice(cfg, "tracking.champion.mode", ("max", "min"))
+    if cfg.training.steps_per_execution != "auto":
+        _whole(cfg, "training.steps_per_execution", 1)
+    _choice(cfg, "training.checkpoints", (True, False))
+    if cfg.training.resume is not None and not isinstance(cfg.training.resume, str):
+        raise UserError(f"training.resume: {cfg.training.resume!r} is not an MLflow run id")
+    if cfg.backbone.fine_tune is not None and not isinstance(cfg.backbone.fine_tune, str):
+        raise UserError(f"backbone.fine_tune: {cfg.backbone.fine_tune!r} is not null, all or a layer name")
