@@ -117,8 +117,8 @@ def framework_run(store: str, *overrides: str) -> dict:
     }
 
 
-def plain_fit(data_overrides: list[str], epochs: int = 2, batch: int = 32) -> float:
-    """The same model fed from in-memory tensors with plain model.fit: seconds of the last epoch."""
+def plain_fit(data_overrides: list[str], epochs: int = 3, batch: int = 32) -> float:
+    """The same model fed from in-memory tensors with plain model.fit: images/s of its fastest later epoch."""
     import keras
 
     from src import data, model
@@ -142,7 +142,7 @@ def plain_fit(data_overrides: list[str], epochs: int = 2, batch: int = 32) -> fl
 
     x = keras.ops.convert_to_tensor(digits.x_train[..., None].astype(np.float32))
     network.model.fit(x, digits.y_train, batch_size=batch, epochs=epochs, verbose=0, callbacks=[Clock()])
-    return len(digits.y_train) / times[-1]
+    return len(digits.y_train) / min(times[1:])
 
 
 def run_command(args: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, int]:
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     r["vgg16_forward_images_s_bfloat16"] = rate16
     r["vgg16_forward_fraction_of_peak"] = rate32 * gflop / r["matmul_gflops_float32"]
 
-    n_fit = 2048 if quick else 12800
+    n_fit = 4000 if quick else 12800
     common = ["backbone.weights=null", "augmentation=none", "~training.callbacks.early_stopping"]
     step(f"framework vs plain model.fit ({n_fit} digits)")
     sample = (
@@ -228,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         if quick
         else ["data=mnist", *data_path, f"data.train_limit={n_fit}"]
     )
-    framework = framework_run(store, *common, *sample, "training.epochs=2", "training.feature_cache=false")
-    r["framework_train_images_s"] = framework["train_size"] / framework["epoch_times_s"][-1]
+    framework = framework_run(store, *common, *sample, "training.epochs=3", "training.feature_cache=false")
+    # the fastest epoch after the first: a 2-core machine has outlier epochs far slower than the rest
+    r["framework_train_images_s"] = framework["train_size"] / min(framework["epoch_times_s"][1:])
     r["plain_fit_train_images_s"] = plain_fit(sample)
     r["framework_vs_plain"] = r["framework_train_images_s"] / r["plain_fit_train_images_s"]
 
@@ -238,11 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         store,
         *common,
         *sample,
-        "training.epochs=2",
+        "training.epochs=3",
         "training.feature_cache=false",
         "training.precision=mixed_bfloat16",
     )
-    r["bf16_train_images_s"] = bf16["train_size"] / bf16["epoch_times_s"][-1]
+    r["bf16_train_images_s"] = bf16["train_size"] / min(bf16["epoch_times_s"][1:])
     r["bf16_vs_float32_train"] = r["bf16_train_images_s"] / r["framework_train_images_s"]
     r["float32_test_accuracy"] = framework["test_accuracy"]
     r["bf16_test_accuracy"] = bf16["test_accuracy"]

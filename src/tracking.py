@@ -222,11 +222,14 @@ def log_fallbacks(fallbacks: list[str]) -> None:
         mlflow.set_tag(f"fallback.{kind}", message)
 
 
+_FIRST_STEP_SEEN = False
+
+
 def epoch_logger():
     """A Keras callback logging every epoch's metrics, learning rate and duration at step = epoch index.
 
     Logging is asynchronous, so a slow store never stalls training. The first training step's time
-    since the process started is logged as `startup_s`.
+    since the process started is logged as `startup_s`. A loss that is no longer finite stops training.
     """
     import keras
 
@@ -236,10 +239,13 @@ def epoch_logger():
         started = None
 
         def on_train_batch_begin(self, batch, logs=None):
+            global _FIRST_STEP_SEEN
             if self.started is None:
                 self.started = time.time()
-                log.info("first training step %.1f s after start", self.started - src.STARTED)
-                mlflow.log_metric("startup_s", self.started - src.STARTED, synchronous=False)
+                if not _FIRST_STEP_SEEN:  # the command's first training (not a later job of a sweep)
+                    _FIRST_STEP_SEEN = True
+                    log.info("first training step %.1f s after start", self.started - src.STARTED)
+                    mlflow.log_metric("startup_s", self.started - src.STARTED, synchronous=False)
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch_start = time.perf_counter()
@@ -250,6 +256,9 @@ def epoch_logger():
             metrics.setdefault("learning_rate", float(keras.ops.convert_to_numpy(learning_rate)))
             metrics["epoch_time_s"] = time.perf_counter() - self.epoch_start
             mlflow.log_metrics(metrics, step=epoch, synchronous=False)
+            if not np.isfinite(metrics.get("loss", 0.0)):
+                # checked once per epoch, not per batch: a per-batch check would sync every step
+                self.model.stop_training = True
 
         def on_train_end(self, logs=None):
             mlflow.flush_async_logging()

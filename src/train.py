@@ -139,7 +139,7 @@ def fit(
         steps_per_execution=(32 if cached else 1) if steps == "auto" else int(steps),
     )
     callbacks = [instantiate(c) for c in cfg.training.callbacks.values()]
-    callbacks += [keras.callbacks.TerminateOnNaN(), tracking.epoch_logger()]
+    callbacks.append(tracking.epoch_logger())  # also stops training when the loss is no longer finite
     if checkpoints:
         callbacks.append(keras.callbacks.BackupAndRestore(backup_dir=checkpoints))
     start = time.perf_counter()
