@@ -225,11 +225,18 @@ def log_fallbacks(fallbacks: list[str]) -> None:
 _FIRST_STEP_SEEN = False
 
 
-def epoch_logger():
+def last_logged_epoch() -> int:
+    """The last epoch whose metrics the active run holds (-1: none), for a resumed run."""
+    run_id = mlflow.active_run().info.run_id
+    return max((m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "loss")), default=-1)
+
+
+def epoch_logger(logged_through: int = -1):
     """A Keras callback logging every epoch's metrics, learning rate and duration at step = epoch index.
 
     Logging is asynchronous, so a slow store never stalls training. The first training step's time
     since the process started is logged as `startup_s`. A loss that is no longer finite stops training.
+    Epochs up to `logged_through` (a resumed run's last logged epoch) are not logged again.
     """
     import keras
 
@@ -251,6 +258,10 @@ def epoch_logger():
             self.epoch_start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
+            if epoch <= logged_through:
+                # resumed from a checkpoint older than the last logged epoch (interrupted between the
+                # two): this epoch ran again, its first metrics stand
+                return
             metrics = {k: float(v) for k, v in (logs or {}).items()}
             learning_rate = self.model.optimizer.learning_rate
             metrics.setdefault("learning_rate", float(keras.ops.convert_to_numpy(learning_rate)))

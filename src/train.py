@@ -139,7 +139,9 @@ def fit(
         steps_per_execution=(32 if cached else 1) if steps == "auto" else int(steps),
     )
     callbacks = [instantiate(c) for c in cfg.training.callbacks.values()]
-    callbacks.append(tracking.epoch_logger())  # also stops training when the loss is no longer finite
+    logged_through = tracking.last_logged_epoch() if cfg.training.resume else -1
+    # the logger comes before the checkpoint: a saved epoch is always a logged one
+    callbacks.append(tracking.epoch_logger(logged_through))  # also stops a run whose loss is not finite
     if checkpoints:
         callbacks.append(keras.callbacks.BackupAndRestore(backup_dir=checkpoints))
     start = time.perf_counter()
