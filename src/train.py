@@ -221,7 +221,6 @@ def main(cfg: DictConfig) -> float:
         scores = train(cfg, output_dir)
         return scores.get("val_accuracy", scores["test_accuracy"])
     except UserError as e:
-        log.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
