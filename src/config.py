@@ -58,6 +58,15 @@ def validate_training(cfg: DictConfig) -> None:
     if cfg.training.steps_per_execution != "auto":
         _whole(cfg, "training.steps_per_execution", 1)
     _choice(cfg, "training.checkpoints", (True, False))
+    if cfg.training.strategy == "multi_worker":
+        from src.distribute import MULTI_WORKER_BLOCKED
+
+        raise UserError(MULTI_WORKER_BLOCKED)
+    _choice(cfg, "training.strategy", ("default", "mirrored"))
+    _whole(cfg, "training.cpu_devices", 1)
+    devices = cfg.training.devices
+    if devices is not None and (isinstance(devices, str) or not all(isinstance(d, str) for d in devices)):
+        raise UserError(f"training.devices: {devices!r} is not null or a list of device names")
     if cfg.training.resume is not None and not isinstance(cfg.training.resume, str):
         raise UserError(f"training.resume: {cfg.training.resume!r} is not an MLflow run id")
     if cfg.backbone.fine_tune is not None and not isinstance(cfg.backbone.fine_tune, str):

@@ -181,6 +181,12 @@ def log_model_size(sizes: Mapping[str, int]) -> None:
     mlflow.log_params({f"model.{key}": value for key, value in sizes.items()})
 
 
+def log_distribution(replicas: int, devices: list[str]) -> None:
+    """How the run was spread (training.strategy says how): its number of replicas and their devices."""
+    mlflow.log_param("distribute.replicas", replicas)
+    mlflow.set_tag("distribute.devices", ", ".join(devices))
+
+
 def log_dataset(digits: Digits) -> None:
     """Name, source, sizes and digest of the data, as MLflow dataset inputs and tags."""
     for context, x, y in (

@@ -29,6 +29,14 @@ def train(
     cfg: DictConfig, hydra_output_dir: str | None = None, sweep: dict | None = None
 ) -> dict[str, float]:
     """One run in the tracking store (a child of the sweep's parent run in a sweep); returns its scores."""
+    from src import distribute
+
+    distribution = distribute.make(cfg.training)  # before anything else touches TensorFlow's devices
+    with distribution.strategy.scope():
+        return _train(cfg, distribution, hydra_output_dir, sweep or {})
+
+
+def _train(cfg: DictConfig, distribution, hydra_output_dir: str | None, sweep: dict) -> dict[str, float]:
     import keras
 
     from src import data, features, model, tracking
@@ -45,7 +53,6 @@ def train(
         net, fallbacks = _load_registered(cfg), digits.fallbacks
     _announce(fallbacks)
 
-    sweep = sweep or {}
     resume = cfg.training.resume
     if resume:  # checked before anything is written to the store
         tracking.use_store(cfg.tracking, create=False)
@@ -55,6 +62,7 @@ def train(
     with tracking.run(run_name, sweep.get("parent_run_id"), sweep.get("tags"), run_id=resume) as active:
         tracking.log_config(cfg, hydra_output_dir)
         tracking.log_model_size(model.count_params(net))
+        tracking.log_distribution(distribution.replicas, distribution.devices)
         tracking.log_dataset(digits)
         tracking.log_fallbacks(fallbacks)
 

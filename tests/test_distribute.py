@@ -1,0 +1,43 @@
+"""Training across devices: a mirrored run really runs on several replicas and learns the same."""
+
+import mlflow
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+COMMON = [
+    "backbone=simple_cnn", "data=mnist_sample", "augmentation=none", "training.epochs=2",
+    "data.train_limit=2000", "data.test_limit=500", "training.verbose=0",
+]  # fmt: skip
+
+
+def test_mirrored_on_two_cpu_devices_learns_like_the_default_strategy(store, tmp_path):
+    # each run in its own process: the CPU can only be split before TensorFlow starts
+    strategies = {"default": [], "mirrored": ["training.strategy=mirrored", "training.cpu_devices=2"]}
+    results = {
+        name: run_cli(
+            "src.train", *COMMON, *overrides, f"tracking.run_name={name}", f"hydra.run.dir={tmp_path / name}"
+        )
+        for name, overrides in strategies.items()
+    }
+    for result in results.values():
+        assert result.returncode == 0, result.stderr[-3000:]
+    output = results["mirrored"].stdout + results["mirrored"].stderr
+    assert "strategy mirrored: 2 replica(s) on CPU:0, CPU:1" in output
+
+    runs = {r.info.run_name: r for r in mlflow.search_runs(search_all_experiments=True, output_format="list")}
+    assert set(runs) == {"default", "mirrored"}
+    for name, replicas in (("default", "1"), ("mirrored", "2")):
+        run = runs[name]
+        assert run.info.status == "FINISHED"
+        assert run.data.params["distribute.replicas"] == replicas
+        assert run.data.params["training.strategy"] == name
+        assert run.data.tags["registered_model"].startswith("handwritten-digits/")
+    assert runs["mirrored"].data.tags["distribute.devices"] == "CPU:0, CPU:1"
+    default, mirrored = (runs[n].data.metrics["test_accuracy"] for n in ("default", "mirrored"))
+    assert default > 0.85 and mirrored > 0.85
+    # the same global batch, data and seed: the replicas average the same gradients (up to the order of
+    # float sums and each replica's own dropout masks)
+    assert abs(default - mirrored) <= 0.03, (default, mirrored)
