@@ -57,6 +57,11 @@ def validate_training(cfg: DictConfig) -> None:
     _choice(cfg, "tracking.champion.mode", ("max", "min"))
     if cfg.training.steps_per_execution != "auto":
         _whole(cfg, "training.steps_per_execution", 1)
+        if cfg.training.strategy == "mirrored" and cfg.training.steps_per_execution > 1:
+            raise UserError(
+                "training.steps_per_execution: Keras 3 cannot run several steps per call under "
+                "training.strategy=mirrored (keras-team/keras#19246); use 1 or auto"
+            )
     _choice(cfg, "training.checkpoints", (True, False))
     if cfg.training.strategy == "multi_worker":
         from src.distribute import MULTI_WORKER_BLOCKED

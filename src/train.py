@@ -138,13 +138,15 @@ def fit(
     )
     val_ds = data.make_dataset(inputs["validation"], digits.y_val, batch_size)
     steps = cfg.training.steps_per_execution
+    mirrored = cfg.training.strategy == "mirrored"
     trainee.compile(
         optimizer=instantiate(cfg.training.optimizer),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=cfg.training.jit_compile,
-        # many small steps of the top alone: run several per call so Python does not dominate
-        steps_per_execution=(32 if cached else 1) if steps == "auto" else int(steps),
+        # many small steps of the top alone: run several per call so Python does not dominate (not under
+        # MirroredStrategy, where Keras cannot run several steps per call: keras-team/keras#19246)
+        steps_per_execution=(32 if cached and not mirrored else 1) if steps == "auto" else int(steps),
     )
     callbacks = [instantiate(c) for c in cfg.training.callbacks.values()]
     logged_through = tracking.last_logged_epoch() if cfg.training.resume else -1

@@ -41,3 +41,16 @@ def test_mirrored_on_two_cpu_devices_learns_like_the_default_strategy(store, tmp
     # the same global batch, data and seed: the replicas average the same gradients (up to the order of
     # float sums and each replica's own dropout masks)
     assert abs(default - mirrored) <= 0.03, (default, mirrored)
+
+
+def test_a_mirrored_run_trains_the_top_on_cached_features(store, tmp_path):
+    result = run_cli(
+        "src.train", "+experiment=smoke", "backbone.weights=null", "augmentation=none",
+        "training.strategy=mirrored", "training.cpu_devices=2", "training.verbose=0",
+        f"training.feature_cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["feature_cache"] == "computed"
+    assert run.data.params["distribute.replicas"] == "2"

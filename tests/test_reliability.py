@@ -65,6 +65,7 @@ TRAIN_CASES = [
     (["training.strategy=tpu"], 2, ["training.strategy", "'tpu'", "default, mirrored"]),
     (["training.strategy=multi_worker"], 2, ["multi_worker", "keras-team/keras#20585", "mirrored"]),
     (["training.cpu_devices=0"], 2, ["training.cpu_devices", ">= 1"]),
+    (["training.strategy=mirrored", "training.steps_per_execution=8"], 2, ["keras-team/keras#19246"]),
     (["training.strategy=mirrored", "training.devices=[/gpu:7]"], 2, ["training.devices", "/gpu:7"]),
     (["data.path={root}/missing.npz"], 2, ["data.path", "no such file"]),
     (["data.path={root}/text.npz"], 2, ["data.path", "not a readable .npz"]),
