@@ -38,8 +38,11 @@ class MlflowSweep(Callback):
             overrides=overrides,
             sweep_dir=str(sweep_dir.absolute()),
         )
+        # jobs may run on other machines (submitit, Ray) without this process's environment: they log
+        # where the parent run is
+        store = tracking.resolve_uri(config.tracking.uri)
         (sweep_dir / SWEEP_FILE).write_text(
-            json.dumps({"parent_run_id": parent_run_id, "overrides": overrides})
+            json.dumps({"parent_run_id": parent_run_id, "overrides": overrides, "tracking_uri": store})
         )
         log.info("sweep: MLflow parent run %s", parent_run_id)
 
@@ -71,10 +74,11 @@ class MlflowSweep(Callback):
 
 
 def job_context(hydra_cfg: DictConfig) -> dict[str, Any]:
-    """For a job of a sweep: its parent run, a run name saying what differs, and tags."""
+    """For a job of a sweep: its store and parent run, a run name saying what differs, and tags."""
     info = json.loads((Path(hydra_cfg.sweep.dir) / SWEEP_FILE).read_text())
     overrides = list(hydra_cfg.overrides.task)
     return {
+        "tracking_uri": info["tracking_uri"],
         "parent_run_id": info["parent_run_id"],
         "run_name": run_name(overrides, info["overrides"]) or f"job{hydra_cfg.job.num}",
         "tags": {"sweep.job_num": str(hydra_cfg.job.num), "sweep.overrides": " ".join(overrides)},

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import sys
 import time
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from src import UserError
 
@@ -197,6 +198,14 @@ def _announce(fallbacks: list[str]) -> None:
         log.warning("FALLBACK %s", fallback)
 
 
+def _from_launch_directory(launch_dir: str) -> None:
+    """Relative paths (data.path, caches, checkpoints, mlruns/) mean the directory the command ran in,
+    also in a job that a launcher (Ray, submitit) starts elsewhere."""
+    if Path.cwd() != Path(launch_dir):
+        log.info("job runs in %s: working from the launch directory %s", Path.cwd(), launch_dir)
+        os.chdir(launch_dir)
+
+
 def _interrupt_on_sigterm() -> None:
     """A scheduler's SIGTERM ends the run like Ctrl-C does (the run is marked KILLED)."""
 
@@ -217,11 +226,15 @@ def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     output_dir = hydra_cfg.runtime.output_dir
     _interrupt_on_sigterm()
+    _from_launch_directory(hydra_cfg.runtime.cwd)
     if hydra_cfg.mode == RunMode.MULTIRUN:
         # a failed job must not stop the sweep: its run is FAILED, the comparison shows it
         try:
             config.validate_training(cfg)
-            scores = train(cfg, output_dir, sweep=sweep.job_context(hydra_cfg))
+            context = sweep.job_context(hydra_cfg)
+            with open_dict(cfg):
+                cfg.tracking.uri = context["tracking_uri"]
+            scores = train(cfg, output_dir, sweep=context)
             return scores.get("val_accuracy", scores["test_accuracy"])
         except Exception as e:
             log.error("job failed: %s: %s", type(e).__name__, e, exc_info=not isinstance(e, UserError))

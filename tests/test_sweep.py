@@ -147,3 +147,62 @@ def test_compare_refuses_unknown_sweeps_and_bad_filters(store):
 )
 def test_run_names_say_what_differs(job, sweep, name):
     assert run_name(job, sweep) == name
+
+
+def test_submitit_launcher_local_executor_gives_the_same_structure(tmp_path):
+    # the SLURM launcher's code path, with submitit's local executor running each job as a process
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(
+        "src.train", *SMOKE_SWEEP, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=20",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((tmp_path / "sweep" / ".submitit").iterdir())  # submitit ran the jobs
+    _check_sweep_structure(uri)
+
+
+@pytest.fixture
+def ray_cluster():
+    """A local Ray cluster started like a lab's: `ray start --head`, from another directory and without
+    this test's environment (its workers know neither the store nor the project directory)."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from tests.conftest import free_port
+
+    ray = str(Path(sys.executable).parent / "ray")
+    home = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a length limit
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_"))}
+    start = subprocess.run(
+        [ray, "start", "--head", f"--port={free_port()}", "--num-cpus=2", "--include-dashboard=false",
+         "--disable-usage-stats", f"--temp-dir={home}"],
+        cwd=home, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    try:
+        assert start.returncode == 0, start.stderr[-3000:]
+        yield re.search(r"--address='([^']+)'", start.stdout + start.stderr).group(1)
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_ray_launcher_on_a_running_cluster_gives_the_same_structure(tmp_path, ray_cluster):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # as on a lab's cluster: RAY_ADDRESS names the head, and the cluster's token authenticates
+    env = {"MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ray_cluster, "RAY_AUTH_MODE": "token"}
+    result = run_cli(
+        "src.train", *SMOKE_SWEEP, "hydra/launcher=ray",
+        "+hydra.launcher.ray.init.object_store_memory=null",  # a running cluster has its own
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Connected to Ray cluster" in result.stderr + result.stdout
+    _check_sweep_structure(uri)
+    # the workers started in the cluster's directory; jobs work from the one the sweep was launched in
+    # (a worker process runs several jobs: the first one on it moves)
+    logs = [p.read_text() for p in (tmp_path / "sweep").glob("*/train.log")]
+    assert len(logs) == 3 and any("working from the launch directory" in text for text in logs)
