@@ -4,19 +4,25 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 ARGS ?=
 PORT ?= 5000
+HOST ?= 127.0.0.1
+BACKEND ?=
 DATA ?=
 
-.PHONY: install browser test lint format train sweep ui bench bench-full clean
+.PHONY: install system test lint format train sweep ui server bench bench-full clean
 
-install: browser  ## create .venv and install the project with its test tools (and Chromium for browser tests)
+install: system  ## create .venv and install the project with its test tools (and the Debian packages below)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 
-browser:  ## Debian's Chromium, which the browser tests drive headless (Playwright uses it, downloads none)
-	@test -x /usr/bin/chromium || { \
+system:  ## Debian's Chromium (browser tests, driven headless by Playwright) and PostgreSQL (server tests)
+	@missing=""; \
+	test -x /usr/bin/chromium || missing="chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 test:  ## the whole suite, as CI runs it
 	$(PY) -m pytest
@@ -37,6 +43,9 @@ sweep:  ## compare the three ImageNet backbones with the seed's settings (a Hydr
 
 ui:  ## the MLflow UI on the project's store (MLFLOW_TRACKING_URI, else mlruns/), on 127.0.0.1:$(PORT)
 	$(PY) -m src.ui --port $(PORT)
+
+server:  ## a shared MLflow tracking server with the UI: SQLite in mlruns/server/ (or BACKEND=postgresql://...)
+	$(PY) -m src.server --host $(HOST) --port $(PORT) $(if $(BACKEND),--backend $(BACKEND))
 
 bench:  ## quick benchmark (under 10 minutes): tables in experiments/bench/ (DATA=path/mnist.npz for full MNIST)
 	$(PY) -m src.bench --quick $(if $(DATA),--data $(DATA))

@@ -58,11 +58,17 @@ def use_store(cfg: DictConfig, create: bool = True) -> str | None:
     with store_lock(uri):  # the first access creates (or migrates) the database
         experiment = mlflow.get_experiment_by_name(cfg.experiment)
         if experiment is None:
-            experiment_id = mlflow.create_experiment(
-                cfg.experiment,
-                artifact_location=artifact_location(uri),
-                tags={"mlflow.experimentKind": "custom_model_development"},  # the UI opens on its runs
-            )
+            try:
+                experiment_id = mlflow.create_experiment(
+                    cfg.experiment,
+                    artifact_location=artifact_location(uri),
+                    tags={"mlflow.experimentKind": "custom_model_development"},  # the UI opens on its runs
+                )
+            except mlflow.exceptions.MlflowException as e:
+                # another client of the same server created it first
+                if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code) and "already exists" not in str(e):
+                    raise
+                experiment_id = mlflow.get_experiment_by_name(cfg.experiment).experiment_id
         else:
             experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)

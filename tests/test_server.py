@@ -1,0 +1,134 @@
+"""The shared tracking server: trainings in several processes log to it over HTTP, at the same time."""
+
+import contextlib
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TINY, free_port, run_cli, serving
+
+pytestmark = pytest.mark.slow
+
+
+@contextlib.contextmanager
+def postgresql_server():
+    """A throwaway PostgreSQL cluster from Debian's packages (installed by `make install`), on loopback."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    assert bins, "PostgreSQL is missing: `make install` installs it (apt-get install postgresql)"
+    bindir = Path(bins[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))
+    # PostgreSQL refuses to run as root: as root, run it as Debian's postgres user
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_user:
+        shutil.chown(root, "postgres")
+    port = free_port()
+
+    def run(*command):
+        result = subprocess.run([*as_user, *command], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    try:
+        run(bindir / "initdb", "-D", root / "data", "-U", "mlflow", "--auth=trust", "-E", "UTF8")
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+        run(bindir / "pg_ctl", "-D", root / "data", "-o", options, "-l", root / "log", "-w", "start")
+        run(bindir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow")
+        yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run(
+            [*as_user, bindir / "pg_ctl", "-D", root / "data", "-m", "immediate", "stop"], capture_output=True
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def database(kind: str, tmp_path: Path):
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}"
+    else:
+        with postgresql_server() as uri:
+            yield uri
+
+
+def rest(server: str, endpoint: str, body: dict | None = None, **query) -> dict:
+    """One call of MLflow's REST API, as any HTTP client would make it."""
+    url = f"{server}/api/2.0/mlflow/{endpoint}"
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_two_trainings_at_once_log_to_the_server(tmp_path, kind):
+    port = free_port()
+    artifacts = tmp_path / "server" / "artifacts"
+    with database(kind, tmp_path) as backend:
+        command = [sys.executable, "-m", "src.server", "--port", str(port)]
+        command += ["--backend", backend, "--artifacts", str(artifacts)]
+        with serving(command, port, "/health"):
+            server = f"http://127.0.0.1:{port}"
+            # the clients see the server only: no shared database or artifact directory
+            env = {**os.environ, "MLFLOW_TRACKING_URI": server}
+            clients = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "src.train",
+                        "backbone=simple_cnn",
+                        "augmentation=none",
+                        *TINY,
+                        "training.epochs=2",
+                        f"tracking.run_name=client{i}",
+                        f"hydra.run.dir={tmp_path / str(i)}",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )  # fmt: skip
+                for i in range(2)
+            ]
+            for client in clients:
+                output = client.communicate(timeout=600)[0]
+                assert client.returncode == 0, output[-3000:]
+
+            experiment = rest(server, "experiments/get-by-name", experiment_name="handwritten-digits")
+            experiment_id = experiment["experiment"]["experiment_id"]
+            runs = rest(server, "runs/search", {"experiment_ids": [experiment_id]})["runs"]
+            by_name = {run["info"]["run_name"]: run for run in runs}
+            assert set(by_name) == {"client0", "client1"}
+            for run in by_name.values():
+                run_id = run["info"]["run_id"]
+                assert run["info"]["status"] == "FINISHED"
+                metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+                assert 0 <= metrics["test_accuracy"] <= 1
+                history = rest(server, "metrics/get-history", run_id=run_id, metric_key="loss")["metrics"]
+                assert sorted(m["step"] for m in history) == [0, 1]
+                listed = {f["path"] for f in rest(server, "artifacts/list", run_id=run_id)["files"]}
+                assert {"confusion_matrix", "learning_curves.png", "model_summary.txt"} <= listed
+            versions = rest(server, "model-versions/search", filter="name='handwritten-digits'")
+            assert sorted(v["run_id"] for v in versions["model_versions"]) == sorted(
+                run["info"]["run_id"] for run in runs
+            )
+    # the artifacts went through the server into its own directory
+    assert list(artifacts.rglob("MLmodel"))
+
+
+def test_a_server_on_a_database_it_cannot_open_says_so():
+    result = run_cli("src.server", "--backend", "postgresql://someone:secret@127.0.0.1:1/mlflow", timeout=60)
+    assert result.returncode == 2
+    assert "cannot open postgresql://someone:***@127.0.0.1:1/mlflow" in result.stderr
+    assert "secret" not in result.stderr and "Traceback" not in result.stderr
