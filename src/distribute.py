@@ -69,6 +69,8 @@ def make(training) -> Distribution:
         devices = list(training.devices) if training.devices else None
         if devices is None and not tf.config.list_logical_devices("GPU"):
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        elif devices is not None:
+            _check_devices(devices)
         try:
             strategy = tf.distribute.MirroredStrategy(devices=devices)
         except (ValueError, RuntimeError) as e:
@@ -82,6 +84,25 @@ def make(training) -> Distribution:
             "strategy mirrored runs on one device: add GPUs, or set training.cpu_devices=N to split the CPU"
         )
     return distribution
+
+
+def _check_devices(devices: list[str]) -> None:
+    """Every named device must exist here (TensorFlow would otherwise quietly place work elsewhere)."""
+    import tensorflow as tf
+
+    def canonical(name: str) -> tuple[str, int]:
+        spec = tf.DeviceSpec.from_string(name)
+        return (spec.device_type or "").upper(), int(spec.device_index or 0)
+
+    available = {canonical(d.name): d.name for d in tf.config.list_logical_devices()}
+    for name in devices:
+        try:
+            known = canonical(name) in available
+        except (ValueError, TypeError):
+            known = False
+        if not known:
+            names = ", ".join(sorted(n.split("device:")[-1] for n in available.values()))
+            raise UserError(f"training.devices: no device {name!r} here (available: {names})")
 
 
 def _devices(strategy) -> list[str]:

@@ -183,3 +183,19 @@ def run_python(code: str, timeout: int = 300):
     return subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
+
+
+@contextlib.contextmanager
+def tracking_server(root: Path, backend: str | None = None):
+    """`python -m src.server` on a free loopback port with its database and artifacts under root;
+    yields its address."""
+    port = free_port()
+    command = [sys.executable, "-m", "src.server", "--port", str(port)]
+    command += [
+        "--backend",
+        backend or f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts",
+        str(root / "artifacts"),
+    ]
+    with serving(command, port, "/health"):
+        yield f"http://127.0.0.1:{port}"

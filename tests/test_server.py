@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY, free_port, run_cli, serving
+from tests.conftest import ROOT, TINY, free_port, run_cli, tracking_server
 
 pytestmark = pytest.mark.slow
 
@@ -71,58 +71,53 @@ def rest(server: str, endpoint: str, body: dict | None = None, **query) -> dict:
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_two_trainings_at_once_log_to_the_server(tmp_path, kind):
-    port = free_port()
     artifacts = tmp_path / "server" / "artifacts"
-    with database(kind, tmp_path) as backend:
-        command = [sys.executable, "-m", "src.server", "--port", str(port)]
-        command += ["--backend", backend, "--artifacts", str(artifacts)]
-        with serving(command, port, "/health"):
-            server = f"http://127.0.0.1:{port}"
-            # the clients see the server only: no shared database or artifact directory
-            env = {**os.environ, "MLFLOW_TRACKING_URI": server}
-            clients = [
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "src.train",
-                        "backbone=simple_cnn",
-                        "augmentation=none",
-                        *TINY,
-                        "training.epochs=2",
-                        f"tracking.run_name=client{i}",
-                        f"hydra.run.dir={tmp_path / str(i)}",
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                )  # fmt: skip
-                for i in range(2)
-            ]
-            for client in clients:
-                output = client.communicate(timeout=600)[0]
-                assert client.returncode == 0, output[-3000:]
+    with database(kind, tmp_path) as backend, tracking_server(tmp_path / "server", backend) as server:
+        # the clients see the server only: no shared database or artifact directory
+        env = {**os.environ, "MLFLOW_TRACKING_URI": server}
+        clients = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "src.train",
+                    "backbone=simple_cnn",
+                    "augmentation=none",
+                    *TINY,
+                    "training.epochs=2",
+                    f"tracking.run_name=client{i}",
+                    f"hydra.run.dir={tmp_path / str(i)}",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )  # fmt: skip
+            for i in range(2)
+        ]
+        for client in clients:
+            output = client.communicate(timeout=600)[0]
+            assert client.returncode == 0, output[-3000:]
 
-            experiment = rest(server, "experiments/get-by-name", experiment_name="handwritten-digits")
-            experiment_id = experiment["experiment"]["experiment_id"]
-            runs = rest(server, "runs/search", {"experiment_ids": [experiment_id]})["runs"]
-            by_name = {run["info"]["run_name"]: run for run in runs}
-            assert set(by_name) == {"client0", "client1"}
-            for run in by_name.values():
-                run_id = run["info"]["run_id"]
-                assert run["info"]["status"] == "FINISHED"
-                metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
-                assert 0 <= metrics["test_accuracy"] <= 1
-                history = rest(server, "metrics/get-history", run_id=run_id, metric_key="loss")["metrics"]
-                assert sorted(m["step"] for m in history) == [0, 1]
-                listed = {f["path"] for f in rest(server, "artifacts/list", run_id=run_id)["files"]}
-                assert {"confusion_matrix", "learning_curves.png", "model_summary.txt"} <= listed
-            versions = rest(server, "model-versions/search", filter="name='handwritten-digits'")
-            assert sorted(v["run_id"] for v in versions["model_versions"]) == sorted(
-                run["info"]["run_id"] for run in runs
-            )
+        experiment = rest(server, "experiments/get-by-name", experiment_name="handwritten-digits")
+        experiment_id = experiment["experiment"]["experiment_id"]
+        runs = rest(server, "runs/search", {"experiment_ids": [experiment_id]})["runs"]
+        by_name = {run["info"]["run_name"]: run for run in runs}
+        assert set(by_name) == {"client0", "client1"}
+        for run in by_name.values():
+            run_id = run["info"]["run_id"]
+            assert run["info"]["status"] == "FINISHED"
+            metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+            assert 0 <= metrics["test_accuracy"] <= 1
+            history = rest(server, "metrics/get-history", run_id=run_id, metric_key="loss")["metrics"]
+            assert sorted(m["step"] for m in history) == [0, 1]
+            listed = {f["path"] for f in rest(server, "artifacts/list", run_id=run_id)["files"]}
+            assert {"confusion_matrix", "learning_curves.png", "model_summary.txt"} <= listed
+        versions = rest(server, "model-versions/search", filter="name='handwritten-digits'")
+        assert sorted(v["run_id"] for v in versions["model_versions"]) == sorted(
+            run["info"]["run_id"] for run in runs
+        )
     # the artifacts went through the server into its own directory
     assert list(artifacts.rglob("MLmodel"))
 

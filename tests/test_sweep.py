@@ -6,7 +6,7 @@ import mlflow
 import pytest
 
 from src.sweep import run_name
-from tests.conftest import SMOKE_SWEEP, run_cli, use_store
+from tests.conftest import SMOKE_SWEEP, run_cli, tracking_server, use_store
 
 pytestmark = pytest.mark.slow
 
@@ -149,16 +149,17 @@ def test_run_names_say_what_differs(job, sweep, name):
     assert run_name(job, sweep) == name
 
 
-def test_submitit_launcher_local_executor_gives_the_same_structure(tmp_path):
-    # the SLURM launcher's code path, with submitit's local executor running each job as a process
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_cli(
-        "src.train", *SMOKE_SWEEP, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=20",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert list((tmp_path / "sweep" / ".submitit").iterdir())  # submitit ran the jobs
-    _check_sweep_structure(uri)
+def test_submitit_launcher_local_executor_logs_to_a_tracking_server(tmp_path):
+    # the SLURM launcher's code path, with submitit's local executor running each job as a process, and
+    # the runs going to a tracking server over HTTP as on a cluster
+    with tracking_server(tmp_path / "server") as server:
+        result = run_cli(
+            "src.train", *SMOKE_SWEEP, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=20",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": server},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert list((tmp_path / "sweep" / ".submitit").iterdir())  # submitit ran the jobs
+        _check_sweep_structure(server)
 
 
 @pytest.fixture
@@ -195,9 +196,8 @@ def test_ray_launcher_on_a_running_cluster_gives_the_same_structure(tmp_path, ra
     # as on a lab's cluster: RAY_ADDRESS names the head, and the cluster's token authenticates
     env = {"MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ray_cluster, "RAY_AUTH_MODE": "token"}
     result = run_cli(
-        "src.train", *SMOKE_SWEEP, "hydra/launcher=ray",
-        "+hydra.launcher.ray.init.object_store_memory=null",  # a running cluster has its own
-        f"hydra.sweep.dir={tmp_path / 'sweep'}", env=env,
+        "src.train", *SMOKE_SWEEP, "hydra/launcher=ray_cluster", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Connected to Ray cluster" in result.stderr + result.stdout
