@@ -54,6 +54,7 @@ def validate_training(cfg: DictConfig) -> None:
     _choice(cfg, "training.precision", ("float32", "mixed_bfloat16", "mixed_float16"))
     _choice(cfg, "training.verbose", ("auto", 0, 1, 2))
     _choice(cfg, "training.feature_cache", ("auto", False))
+    _choice(cfg, "training.jit_compile", ("auto", True, False))
     _choice(cfg, "tracking.champion.mode", ("max", "min"))
     if cfg.training.steps_per_execution != "auto":
         _whole(cfg, "training.steps_per_execution", 1)

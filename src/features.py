@@ -73,7 +73,9 @@ def backbone_features(network, digits: Digits, cache_dir: str | Path, batch_size
     for split in SPLITS:
         x = images[split]
         computed = (
-            network.features.predict(x[..., None], batch_size=batch_size, verbose=0) if len(x) else None
+            network.forward_features.predict(x[..., None], batch_size=batch_size, verbose=0)
+            if len(x)
+            else None
         )
         features[split] = (
             np.asarray(computed, np.float32)

@@ -110,7 +110,9 @@ class Network:
 
     `features` maps raw digits to the backbone's output, `top` maps that to 10 probabilities, and
     `model` = top(features(digits)) is what gets saved. A frozen backbone's features never change while
-    training, so the top can be trained on them directly (the feature cache).
+    training, so the top can be trained on them directly (the feature cache). With a frozen backbone,
+    `fast_features` and `fast_model` compute the same with fewer multiply-adds (src/fastforward.py);
+    they share every weight with `features` and `model`.
     """
 
     model: object
@@ -118,6 +120,18 @@ class Network:
     top: object
     frozen: bool
     fallbacks: list[str]
+    fast_features: object = None
+    fast_model: object = None
+
+    @property
+    def forward_features(self):
+        """The network that computes features where the backbone does not train."""
+        return self.fast_features or self.features
+
+    @property
+    def trainee(self):
+        """The model training and evaluation run: the fast one with a frozen backbone."""
+        return self.fast_model or self.model
 
 
 def build_model(cfg, strict: bool = False) -> Network:
@@ -147,7 +161,17 @@ def build_model(cfg, strict: bool = False) -> Network:
         )
     top = keras.Model(top_inputs, y, name="top")
     model = keras.Model(inputs, top(features(inputs)), name=f"{cfg.backbone.name}_{cfg.top.name}")
-    return Network(model, features, top, frozen=not backbone.trainable, fallbacks=fallbacks)
+    network = Network(model, features, top, frozen=not backbone.trainable, fallbacks=fallbacks)
+    if network.frozen:
+        from src.fastforward import fast_clone
+
+        fast_features, replaced = fast_clone(features)
+        if replaced:
+            log.info("frozen backbone: %s computed as matrix products", ", ".join(replaced))
+            network.fast_features = fast_features
+            fast_inputs = keras.Input((*IMAGE_SHAPE, 1), name="digits")
+            network.fast_model = keras.Model(fast_inputs, top(fast_features(fast_inputs)), name=model.name)
+    return network
 
 
 def set_precision(policy: str) -> None:
