@@ -116,6 +116,7 @@ def framework_run(store: str, *overrides: str) -> dict:
         "wall_s": wall,
         "epoch_times_s": epochs,
         "feature_cache_s": run.data.metrics.get("feature_cache_s"),
+        "feature_cache_test_s": run.data.metrics.get("feature_cache_test_s", 0.0),
         "train_size": int(run.data.tags["data.train_size"]),
     }
 
@@ -131,7 +132,8 @@ def plain_fit(data_overrides: list[str], epochs: int = 3, batch: int = 32) -> fl
     cfg = compose("backbone.weights=null", "augmentation=none", *data_overrides)
     digits = data.load_digits(cfg.data)
     network = model.build_model(cfg)
-    network.model.compile(
+    trainee = network.trainee  # the model the framework trains: the frozen backbone's fast twin
+    trainee.compile(
         optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
     times = []
@@ -145,7 +147,7 @@ def plain_fit(data_overrides: list[str], epochs: int = 3, batch: int = 32) -> fl
 
     x = keras.ops.convert_to_tensor(digits.x_train[..., None].astype(np.float32))
     validation = (digits.x_val[..., None].astype(np.float32), digits.y_val)  # the framework validates too
-    network.model.fit(
+    trainee.fit(
         x,
         digits.y_train,
         batch_size=batch,
@@ -272,14 +274,17 @@ def main(argv: list[str] | None = None) -> int:
     uncached = framework_run(
         store, *common, *cache_data, f"training.epochs={epochs}", "training.feature_cache=false"
     )
-    first_cached = cached["feature_cache_s"] + cached["epoch_times_s"][0]
+    # the test digits' features are evaluation, which the uncached run pays after its epochs too
+    training_features = cached["feature_cache_s"] - cached["feature_cache_test_s"]
+    first_cached = training_features + cached["epoch_times_s"][0]
     uncached_epoch = float(np.mean(uncached["epoch_times_s"][1:] or uncached["epoch_times_s"]))
     r["cache_train_size"] = cached["train_size"]
     r["cache_epochs"] = epochs
     r["cached_first_epoch_s"] = first_cached
     r["cached_later_epoch_s"] = float(np.mean(cached["epoch_times_s"][1:]))
     r["cached_later_vs_first"] = r["cached_later_epoch_s"] / first_cached
-    r["cached_total_s"] = cached["feature_cache_s"] + sum(cached["epoch_times_s"])
+    r["cached_total_s"] = training_features + sum(cached["epoch_times_s"])
+    r["cached_test_features_s"] = cached["feature_cache_test_s"]
     r["uncached_epoch_s"] = uncached_epoch
     r["cached_total_vs_one_uncached_epoch"] = r["cached_total_s"] / uncached_epoch
     r["cached_test_accuracy"] = cached["test_accuracy"]

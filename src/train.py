@@ -75,14 +75,14 @@ def _train(cfg: DictConfig, distribution, hydra_output_dir: str | None, sweep: d
         if cfg.training.enabled:
             reason = features.unusable_because(cfg, network)
             if reason is None:
-                inputs, source, seconds = features.backbone_features(
+                inputs, source, seconds, test_seconds = features.backbone_features(
                     network,
                     digits,
                     cfg.training.feature_cache_dir,
                     batch_size=max(256, cfg.training.batch_size),
                 )
                 scorer = network.top
-                tracking.log_feature_cache(source, seconds)
+                tracking.log_feature_cache(source, seconds, test_seconds)
             else:
                 log.info("feature cache not used: %s", reason)
                 tracking.log_feature_cache(f"off: {reason}", None)

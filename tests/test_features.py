@@ -25,14 +25,16 @@ def test_features_are_computed_once_then_loaded(compose_cfg, tmp_path):
     cfg = compose_cfg(*NO_AUGMENTATION, "data=mnist_sample", "data.train_limit=200", "data.test_limit=50")
     network = model.build_model(cfg)
     digits = data.load_digits(cfg.data)
-    first, source, _ = features.backbone_features(network, digits, tmp_path)
+    first, source, seconds, test_seconds = features.backbone_features(network, digits, tmp_path)
     assert source == "computed" and first["train"].shape == (180, 1, 1, 512)
-    again, source, _ = features.backbone_features(network, digits, tmp_path)
-    assert source == "hit"
+    assert 0 < test_seconds < seconds
+    again, source, _, test_seconds = features.backbone_features(network, digits, tmp_path)
+    assert source == "hit" and test_seconds is None
     for split in features.SPLITS:
         np.testing.assert_array_equal(first[split], again[split])
+    # computed by the backbone's fast twin: the same features as Keras's own layers give
     expected = network.features.predict(digits.x_test[..., None], verbose=0)
-    np.testing.assert_allclose(first["test"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(first["test"], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
 def test_the_key_changes_with_what_changes_the_features(compose_cfg):
