@@ -45,7 +45,7 @@ ui:  ## the MLflow UI on the project's store (MLFLOW_TRACKING_URI, else mlruns/)
 	$(PY) -m src.ui --port $(PORT)
 
 server:  ## a shared MLflow tracking server with the UI: SQLite in mlruns/server/ (or BACKEND=postgresql://...)
-	$(PY) -m src.server --host $(HOST) --port $(PORT) $(if $(BACKEND),--backend $(BACKEND))
+	$(PY) -m src.server --host $(HOST) --port $(PORT) $(if $(BACKEND),--backend $(BACKEND)) $(ARGS)
 
 bench:  ## quick benchmark (under 10 minutes): tables in experiments/bench/ (DATA=path/mnist.npz for full MNIST)
 	$(PY) -m src.bench --quick $(if $(DATA),--data $(DATA))
