@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from src import UserError
+from src import UserError, distribute
 
 
 def _whole(cfg, key: str, minimum: int, allow_none: bool = False) -> None:
@@ -65,10 +65,8 @@ def validate_training(cfg: DictConfig) -> None:
             )
     _choice(cfg, "training.checkpoints", (True, False))
     if cfg.training.strategy == "multi_worker":
-        from src.distribute import MULTI_WORKER_BLOCKED
-
-        raise UserError(MULTI_WORKER_BLOCKED)
-    _choice(cfg, "training.strategy", ("default", "mirrored"))
+        raise UserError(distribute.MULTI_WORKER_BLOCKED)
+    _choice(cfg, "training.strategy", distribute.STRATEGIES)
     _whole(cfg, "training.cpu_devices", 1)
     devices = cfg.training.devices
     if devices is not None and (isinstance(devices, str) or not all(isinstance(d, str) for d in devices)):

@@ -45,11 +45,12 @@ def prepare(backend: str, artifacts: str) -> None:
 
 def _redacted(uri: str) -> str:
     """A database URI without its password, for messages."""
-    scheme, sep, rest = uri.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(uri).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:  # not a URL at all: nothing to hide
         return uri
-    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
 
 
 def main(argv: list[str] | None = None) -> int:
