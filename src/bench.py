@@ -76,18 +76,18 @@ def forward_throughput(precision: str, images: int = 2048, batch: int = 256) -> 
     Keras's layers as they are, and the nominal GFLOP per image."""
     import keras
 
-    from src import model
+    from src import data, model
 
     model.set_precision(precision)
     network = model.build_model(compose("backbone.weights=null"))
-    x = np.random.default_rng(0).integers(0, 256, (images, 28, 28, 1)).astype(np.uint8)
+    x = data.batches(np.random.default_rng(0).integers(0, 256, (images, 28, 28, 1)).astype(np.uint8), batch)
     rates = []
     for features in (network.forward_features, network.features):
-        features.predict(x, batch_size=batch, verbose=0)  # a whole first pass: tracing, allocation
+        features.predict(x, verbose=0)  # a whole first pass: tracing, allocation
         best = 0.0
         for _ in range(3):  # the best of three: passes on 2 shared cores vary by up to a quarter
             start = time.perf_counter()
-            features.predict(x, batch_size=batch, verbose=0)
+            features.predict(x, verbose=0)
             best = max(best, images / (time.perf_counter() - start))
         rates.append(best)
     gflop = conv_flops(network.features) / 1e9

@@ -161,4 +161,26 @@ def make_dataset(x, y, batch_size: int, shuffle: bool = False, augment=None, see
             lambda images, labels: (augment(tf.cast(images, tf.float32), training=True), labels),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
+
+
+def batches(x, batch_size: int):
+    """x in batches, as it is, for prediction (the same options as training's pipeline)."""
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(x).batch(batch_size).with_options(pipeline_options())
+
+
+def pipeline_options():
+    """tf.data options without the autotuner.
+
+    On a 2-core CPU, with the autotuner on, the model's own ops kept only about 1.4 of the 2 cores busy
+    in roughly half of the passes over the data, which made those passes 30% slower (VGG16 features:
+    400 instead of 570 images/s). With it off, every pass kept both cores busy. Parallel maps then use
+    as many threads as there are cores, and prefetching still runs ahead of the model.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.data import NUM_CLASSES
+from src.data import NUM_CLASSES, batches
 
 
 @dataclass
@@ -50,9 +50,7 @@ class Evaluation:
 
 
 def evaluate(model, x: np.ndarray, y: np.ndarray, split: str, batch_size: int = 256) -> Evaluation:
-    probabilities = (
-        model.predict(x, batch_size=batch_size, verbose=0) if len(x) else np.zeros((0, NUM_CLASSES))
-    )
+    probabilities = model.predict(batches(x, batch_size), verbose=0) if len(x) else np.zeros((0, NUM_CLASSES))
     return Evaluation(
         split=split, labels=np.asarray(y), probabilities=np.asarray(probabilities, dtype=np.float32)
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.data import Digits
+from src.data import Digits, batches
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,7 @@ def backbone_features(network, digits: Digits, cache_dir: str | Path, batch_size
         split_start = time.perf_counter()
         x = images[split]
         computed = (
-            network.forward_features.predict(x[..., None], batch_size=batch_size, verbose=0)
-            if len(x)
-            else None
+            network.forward_features.predict(batches(x[..., None], batch_size), verbose=0) if len(x) else None
         )
         features[split] = (
             np.asarray(computed, np.float32)

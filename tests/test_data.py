@@ -110,3 +110,14 @@ def test_pipeline_keeps_digits_compact_and_augments_training_batches():
     rotated = next(iter(data.make_dataset(x[..., None], y, batch_size=4, augment=rotate)))
     assert rotated[0].dtype.name == "float32"
     assert not np.allclose(rotated[0].numpy(), plain[0].numpy().astype(np.float32))
+
+
+def test_pipelines_run_without_the_autotuner_and_keep_every_digit_in_order():
+    x = np.arange(10 * 28 * 28, dtype=np.uint32).reshape(10, 28, 28).astype(np.uint8)
+    y = np.arange(10)
+    for ds in (data.make_dataset(x, y, batch_size=4), data.make_dataset(x, y, 4, shuffle=True)):
+        assert ds.options().autotune.enabled is False
+    predicted = data.batches(x, batch_size=4)
+    assert predicted.options().autotune.enabled is False
+    assert [len(b) for b in predicted] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([b.numpy() for b in predicted]), x)
