@@ -50,7 +50,7 @@ server:  ## a shared MLflow tracking server with the UI: SQLite in mlruns/server
 bench:  ## quick benchmark (under 10 minutes): tables in experiments/bench/ (DATA=path/mnist.npz for full MNIST)
 	$(PY) -m src.bench --quick $(if $(DATA),--data $(DATA))
 
-bench-full:  ## the full benchmark: full MNIST, 25 epochs where the targets say so (hours on a CPU)
+bench-full:  ## the full benchmark: full MNIST, 25 epochs where the targets say so (75 min on 2 cores)
 	$(PY) -m src.bench $(if $(DATA),--data $(DATA))
 
 clean:  ## remove run outputs (Hydra directories and the local MLflow store)
