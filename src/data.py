@@ -175,9 +175,9 @@ def pipeline_options():
     """tf.data options without the autotuner.
 
     On a 2-core CPU, with the autotuner on, the model's own ops kept only about 1.4 of the 2 cores busy
-    in roughly half of the passes over the data, which made those passes 30% slower (VGG16 features:
-    400 instead of 570 images/s). With it off, every pass kept both cores busy. Parallel maps then use
-    as many threads as there are cores, and prefetching still runs ahead of the model.
+    in a third to four fifths of the passes over the data, which made those passes 30% slower (VGG16
+    features: 400 instead of 570 images/s). With it off, every pass kept both cores busy. Parallel maps
+    then use as many threads as there are cores, and prefetching still runs ahead of the model.
     """
     import tensorflow as tf
 
