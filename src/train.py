@@ -160,16 +160,57 @@ def fit(
     callbacks.append(tracking.epoch_logger(logged_through))  # also stops a run whose loss is not finite
     if checkpoints:
         callbacks.append(keras.callbacks.BackupAndRestore(backup_dir=checkpoints))
+    callbacks.append(_INTERRUPTS.callback())  # last: an epoch it ends is logged and saved first
     start = time.perf_counter()
-    history = trainee.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=cfg.training.epochs,
-        callbacks=callbacks,
-        verbose=_verbosity(cfg.training.verbose),
-        shuffle=False,  # the pipeline shuffles
-    )
+    _INTERRUPTS.training = True
+    try:
+        history = trainee.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.training.epochs,
+            callbacks=callbacks,
+            verbose=_verbosity(cfg.training.verbose),
+            shuffle=False,  # the pipeline shuffles
+        )
+    finally:
+        _INTERRUPTS.training = False
     return history.history, time.perf_counter() - start
+
+
+class _Interrupts:
+    """SIGINT (Ctrl-C) and SIGTERM end the run as KILLED, through KeyboardInterrupt.
+
+    While Keras trains, the first signal is held until the training step under way has ended (in
+    validation: until the epoch has ended, and been logged and saved). Raised at once, an interrupt
+    that came as an epoch began its input pipeline crashed the process (glibc "free(): invalid next
+    size"), so the run was never marked KILLED. A second signal stops at once.
+    """
+
+    training = False
+    pending: int | None = None
+
+    def handle(self, signum, frame):
+        if self.training and self.pending is None:
+            self.pending = signum
+            log.warning("interrupted: stopping after the current step (interrupt again to stop at once)")
+            return
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def raise_pending(self, *args, **kwargs) -> None:
+        if self.pending is not None:
+            signum, self.pending = self.pending, None
+            raise KeyboardInterrupt(f"signal {signum}")
+
+    def callback(self):
+        """Raises a held interrupt after each training step and epoch."""
+        import keras
+
+        return keras.callbacks.LambdaCallback(
+            on_train_batch_end=self.raise_pending, on_epoch_end=self.raise_pending
+        )
+
+
+_INTERRUPTS = _Interrupts()
 
 
 def _checkpoint_dir(cfg: DictConfig, run_id: str) -> str:
@@ -211,13 +252,10 @@ def _from_launch_directory(launch_dir: str) -> None:
         os.chdir(launch_dir)
 
 
-def _interrupt_on_sigterm() -> None:
-    """A scheduler's SIGTERM ends the run like Ctrl-C does (the run is marked KILLED)."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
+def _handle_interrupts() -> None:
+    """Ctrl-C and a scheduler's SIGTERM end the run the same way: marked KILLED, exit code 130."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _INTERRUPTS.handle)
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
@@ -230,7 +268,7 @@ def main(cfg: DictConfig) -> float:
 
     hydra_cfg = HydraConfig.get()
     output_dir = hydra_cfg.runtime.output_dir
-    _interrupt_on_sigterm()
+    _handle_interrupts()
     _from_launch_directory(hydra_cfg.runtime.cwd)
     if hydra_cfg.mode == RunMode.MULTIRUN:
         # a failed job must not stop the sweep: its run is FAILED, the comparison shows it

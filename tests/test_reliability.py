@@ -1,8 +1,10 @@
 """Reliability: bad input gets a clear answer and leaves nothing behind; failures lose nothing."""
 
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -13,7 +15,6 @@ import pytest
 from PIL import Image
 
 from src.data import SAMPLE_PATH
-from src.tracking import store_lock
 from tests.conftest import ROOT, free_port, run_cli, serving, use_store
 
 pytestmark = pytest.mark.slow
@@ -199,21 +200,31 @@ def test_an_interrupted_run_is_killed_and_resumes_where_it_stopped(store, tmp_pa
     process = subprocess.Popen(
         [sys.executable, "-m", "src.train", *overrides, f"hydra.run.dir={tmp_path / 'run1'}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    use_store(store)
-    deadline = time.monotonic() + 300
-    run_id = None
-    while time.monotonic() < deadline and process.poll() is None:
-        with store_lock(store):  # the training process may be creating the database right now
-            runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
-        if runs and len(_metric_steps(runs[0].info.run_id, "val_accuracy")) >= 2:
-            run_id = runs[0].info.run_id
-            break
-        time.sleep(0.5)
-    assert run_id, "the run never logged two epochs"
+    # interrupt as the third epoch begins, as its own output says: the store may show the logged epochs a
+    # little later (asynchronous logging), and waiting for them there has let the run finish first
+    lines: list[str] = []
+    third_epoch = threading.Event()
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Epoch 3/"):
+                third_epoch.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert third_epoch.wait(timeout=300), "".join(lines)[-2000:]
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=120)
+    process.wait(timeout=120)
+    reader.join(timeout=10)
+    output = "".join(lines)
     assert process.returncode == 130, output[-2000:]
+    assert "stopping after the current step" in output  # held while the epoch's pipeline started
+    use_store(store)
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    run_id = run.info.run_id
     killed = mlflow.get_run(run_id)
     assert killed.info.status == "KILLED"
     done = _metric_steps(run_id, "val_accuracy")
