@@ -202,11 +202,18 @@ class _Interrupts:
             raise KeyboardInterrupt(f"signal {signum}")
 
     def callback(self):
-        """Raises a held interrupt after each training step and epoch."""
+        """Raises a held interrupt once a training step has ended (as the next begins) and after each epoch.
+
+        Not at a step's end: a batch-end hook makes Keras wait for every step's metrics.
+        """
         import keras
 
+        def step_begins(batch, logs=None):
+            if batch > 0:  # the step before it has ended; batch 0 is the epoch's pipeline starting
+                self.raise_pending()
+
         return keras.callbacks.LambdaCallback(
-            on_train_batch_end=self.raise_pending, on_epoch_end=self.raise_pending
+            on_train_batch_begin=step_begins, on_epoch_end=self.raise_pending
         )
 
 
