@@ -373,11 +373,13 @@ def log_model(model, registered_model: str | None):
     return info
 
 
-_RACES = ("UNIQUE constraint failed", "database is locked", "already exists")
+# A store write that lost a race with a parallel client: SQLite's and PostgreSQL's words for a key
+# inserted twice (MLflow checks, then inserts), and SQLite's lock.
+_RACES = ("UNIQUE constraint failed", "duplicate key value", "database is locked", "already exists")
 
 
 def _retry_races(call, *args, attempts: int = 6, **kwargs):
-    """Retry a store write that lost a race with a parallel job (SQLite's check-then-insert in MLflow)."""
+    """Retry a store write that lost a race with a parallel job (MLflow's check-then-insert)."""
     for attempt in range(attempts):
         try:
             return call(*args, **kwargs)
@@ -388,8 +390,8 @@ def _retry_races(call, *args, attempts: int = 6, **kwargs):
             time.sleep(0.2 * 2**attempt)
 
 
-def promote_champion(registered_model: str, metric: str, mode: str = "max") -> str | None:
-    """Point the alias `champion` at the version whose run is best by `metric` so far; returns it."""
+def best_version(registered_model: str, metric: str, mode: str = "max") -> str | None:
+    """The registered version whose run is best by `metric` (ties: the older version), None if none has it."""
     client = mlflow.MlflowClient()
     best: tuple[float, int] | None = None
     for version in client.search_model_versions(f"name='{registered_model}'"):
@@ -400,10 +402,30 @@ def promote_champion(registered_model: str, metric: str, mode: str = "max") -> s
         number = int(version.version)
         if best is None or score > best[0] or (score == best[0] and number < best[1]):
             best = (score, number)
-    if best is None:
-        return None
-    client.set_registered_model_alias(registered_model, CHAMPION, str(best[1]))
-    return str(best[1])
+    return None if best is None else str(best[1])
+
+
+def champion_version(registered_model: str) -> str | None:
+    """The version the alias `champion` points at (None: no alias yet)."""
+    aliases = mlflow.MlflowClient().get_registered_model(registered_model).aliases
+    return str(aliases[CHAMPION]) if CHAMPION in aliases else None
+
+
+def promote_champion(registered_model: str, metric: str, mode: str = "max", rounds: int = 20) -> str | None:
+    """Point the alias `champion` at the version whose run is best by `metric` so far; returns it.
+
+    Safe when several trainings and sweeps promote at once, on any store: the alias is set, then read
+    back with the versions, and set again until the two agree. A promotion that decided on an older list
+    of versions and wrote last is mended by its own check, so the alias ends where promoting one by one
+    would have put it; a write that collided with another's first write of the alias is retried.
+    """
+    client = mlflow.MlflowClient()
+    for _ in range(rounds):
+        best = best_version(registered_model, metric, mode)
+        if best is None or champion_version(registered_model) == best:
+            return best
+        _retry_races(client.set_registered_model_alias, registered_model, CHAMPION, best)
+    raise RuntimeError(f"the alias {CHAMPION} of {registered_model} did not settle in {rounds} rounds")
 
 
 def start_sweep(experiment_id: str, run_name: str, overrides: list[str], sweep_dir: str) -> str:

@@ -1,5 +1,8 @@
+import atexit
 import contextlib
+import functools
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,13 +35,32 @@ def compose_cfg():
     return _compose
 
 
+@functools.cache
+def _empty_store() -> Path:
+    """An empty MLflow SQLite database, created once per session: MLflow builds a new one in seconds
+    (dozens of schema migrations), a copy of this one opens at once."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    root = Path(tempfile.mkdtemp(prefix="store"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    SqlAlchemyStore(f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri())
+    return root / "mlflow.db"
+
+
+def new_store(directory: Path) -> str:
+    """The URI of a new, empty SQLite store in directory (created), already at MLflow's current schema.
+    (Tests of how a store is first created use a plain path instead.)"""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_empty_store(), directory / "mlflow.db")
+    return f"sqlite:///{directory / 'mlflow.db'}"
+
+
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     """An empty MLflow store for this test, seen by this process and the ones it starts."""
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
-    (tmp_path / "store").mkdir()
+    uri = new_store(tmp_path / "store")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -52,7 +74,7 @@ SMOKE_SWEEP = ["-m", "+experiment=smoke", "backbone=vgg16,vgg19,resnet50", "back
 def smoke_sweep(tmp_path_factory):
     """The issue's smoke sweep over the three backbones, run once into its own store."""
     root = tmp_path_factory.mktemp("smoke_sweep")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = new_store(root)
     result = run_cli(
         "src.train", *SMOKE_SWEEP, f"hydra.sweep.dir={root / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri}
     )
@@ -66,7 +88,7 @@ def digit_model(tmp_path_factory):
     from src.train import train
 
     root = tmp_path_factory.mktemp("digit_model")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = new_store(root)
     overrides = [
         "backbone=simple_cnn", "data=mnist_sample", "augmentation=none", "training.epochs=6",
         "training.verbose=0", f"tracking.uri={uri}",
@@ -147,10 +169,11 @@ def serving(command: list[str], port: int, health: str, env: dict | None = None,
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
+            try:  # a test's server has nothing to save: a few seconds to stop, then it is killed
+                process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 @pytest.fixture
@@ -199,3 +222,59 @@ def tracking_server(root: Path, backend: str | None = None):
     ]
     with serving(command, port, "/health"):
         yield f"http://127.0.0.1:{port}"
+
+
+class PostgreSQL:
+    """A throwaway PostgreSQL cluster from Debian's packages (installed by `make install`) on loopback,
+    started on first use; each `database()` is a new empty database in it."""
+
+    def __init__(self, root: Path):
+        self.root, self.port, self.count = root, None, 0
+        # PostgreSQL refuses to run as root: as root, run it as Debian's postgres user
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def _run(self, *command):
+        result = subprocess.run([*self.as_user, *command], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def _start(self) -> None:
+        import glob
+        import shutil
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        assert bins, "PostgreSQL is missing: `make install` installs it (apt-get install postgresql)"
+        self.bindir = Path(bins[-1]).parent
+        if self.as_user:
+            shutil.chown(self.root, "postgres")
+        self.port = free_port()
+        data = self.root / "data"
+        self._run(self.bindir / "initdb", "-D", data, "-U", "mlflow", "--auth=trust", "-E", "UTF8")
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        self._run(self.bindir / "pg_ctl", "-D", data, "-o", options, "-l", self.root / "log", "-w", "start")
+
+    def database(self) -> str:
+        if self.port is None:
+            self._start()
+        self.count += 1
+        name = f"mlflow{self.count}"
+        self._run(self.bindir / "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "mlflow", name)
+        return f"postgresql://mlflow@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        if self.port is not None:
+            subprocess.run(
+                [*self.as_user, self.bindir / "pg_ctl", "-D", self.root / "data", "-m", "immediate", "stop"],
+                capture_output=True,
+            )
+
+
+@pytest.fixture(scope="session")
+def postgresql():
+    """One PostgreSQL cluster for the session (started when a test first asks for a database)."""
+    import shutil
+
+    root = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))  # short: the socket path has a length limit
+    cluster = PostgreSQL(root)
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(root, ignore_errors=True)

@@ -1,61 +1,22 @@
 """The shared tracking server: trainings in several processes log to it over HTTP, at the same time."""
 
-import contextlib
-import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY, free_port, run_cli, tracking_server
+from tests.conftest import ROOT, TINY, run_cli, tracking_server
 
 pytestmark = pytest.mark.slow
 
 
-@contextlib.contextmanager
-def postgresql_server():
-    """A throwaway PostgreSQL cluster from Debian's packages (installed by `make install`), on loopback."""
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    assert bins, "PostgreSQL is missing: `make install` installs it (apt-get install postgresql)"
-    bindir = Path(bins[-1]).parent
-    root = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))
-    # PostgreSQL refuses to run as root: as root, run it as Debian's postgres user
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_user:
-        shutil.chown(root, "postgres")
-    port = free_port()
-
-    def run(*command):
-        result = subprocess.run([*as_user, *command], capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, result.stdout + result.stderr
-
-    try:
-        run(bindir / "initdb", "-D", root / "data", "-U", "mlflow", "--auth=trust", "-E", "UTF8")
-        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
-        run(bindir / "pg_ctl", "-D", root / "data", "-o", options, "-l", root / "log", "-w", "start")
-        run(bindir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow")
-        yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
-    finally:
-        subprocess.run(
-            [*as_user, bindir / "pg_ctl", "-D", root / "data", "-m", "immediate", "stop"], capture_output=True
-        )
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def database(kind: str, tmp_path: Path):
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}"
-    else:
-        with postgresql_server() as uri:
-            yield uri
+def database(kind: str, tmp_path: Path, postgresql) -> str:
+    return f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}" if kind == "sqlite" else postgresql.database()
 
 
 def rest(server: str, endpoint: str, body: dict | None = None, **query) -> dict:
@@ -70,9 +31,10 @@ def rest(server: str, endpoint: str, body: dict | None = None, **query) -> dict:
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_two_trainings_at_once_log_to_the_server(tmp_path, kind):
+def test_two_trainings_at_once_log_to_the_server(tmp_path, kind, postgresql):
     artifacts = tmp_path / "server" / "artifacts"
-    with database(kind, tmp_path) as backend, tracking_server(tmp_path / "server", backend) as server:
+    backend = database(kind, tmp_path, postgresql)
+    with tracking_server(tmp_path / "server", backend) as server:
         # the clients see the server only: no shared database or artifact directory
         env = {**os.environ, "MLFLOW_TRACKING_URI": server}
         clients = [
