@@ -6,7 +6,7 @@ import mlflow
 import pytest
 
 from src.sweep import run_name
-from tests.conftest import SMOKE_SWEEP, run_cli, tracking_server, use_store
+from tests.conftest import SMOKE_SWEEP, new_store, run_cli, tracking_server, use_store
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def test_smoke_sweep_groups_and_compares_its_runs(smoke_sweep):
 
 
 def test_joblib_launcher_gives_the_same_structure(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     result = run_cli(
         "src.train", *SMOKE_SWEEP, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
         f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri},
@@ -66,7 +66,7 @@ def test_joblib_launcher_gives_the_same_structure(tmp_path):
 
 
 def test_a_failed_job_shows_in_the_comparison_and_stops_nothing(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     result = run_cli(
         "src.train", "-m", "+experiment=smoke", "backbone=simple_cnn", "backbone.fine_tune=all,no_such_layer",
         f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri},
@@ -100,7 +100,7 @@ def test_a_failed_job_shows_in_the_comparison_and_stops_nothing(tmp_path):
 
 
 def test_optuna_search_preset_runs_trials_as_children(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     result = run_cli(
         "src.train", "+experiment=[hparam_search,smoke]", "hydra.sweeper.n_trials=2", "backbone=simple_cnn",
         f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri},
@@ -163,38 +163,89 @@ def test_submitit_launcher_local_executor_logs_to_a_tracking_server(tmp_path):
 
 
 @pytest.fixture
-def ray_cluster():
-    """A local Ray cluster started like a lab's: `ray start --head`, from another directory and without
-    this test's environment (its workers know neither the store nor the project directory)."""
+def ray_cluster(tmp_path_factory):
+    """A local Ray cluster started like a lab's: `ray start --head` with token authentication, from another
+    directory and without this test's environment (its workers know neither the store nor the project
+    directory). It makes its own token and home, so it needs nothing from the user's home and writes
+    nothing there, and listens on loopback only."""
     import os
     import re
     import shutil
     import subprocess
     import sys
     import tempfile
+    import uuid
 
     from tests.conftest import free_port
 
     ray = str(Path(sys.executable).parent / "ray")
-    home = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a length limit
+    root = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    (root / "home").mkdir()
+    token = root / "auth_token"
+    token.write_text(uuid.uuid4().hex)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_"))}
+    env.update(
+        HOME=str(root / "home"),
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN_PATH=str(token),
+        # a one-machine cluster: Ray then takes 127.0.0.1 as the node's address and binds every port there
+        # (otherwise it finds the machine's network address and listens on all interfaces)
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+    )
+    port = free_port()
     start = subprocess.run(
-        [ray, "start", "--head", f"--port={free_port()}", "--num-cpus=2", "--include-dashboard=false",
-         "--disable-usage-stats", f"--temp-dir={home}"],
-        cwd=home, env=env, capture_output=True, text=True, timeout=180,
+        [ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+         "--disable-usage-stats", f"--temp-dir={root / 'ray'}"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     try:
         assert start.returncode == 0, start.stderr[-3000:]
-        yield re.search(r"--address='([^']+)'", start.stdout + start.stderr).group(1)
+        assert "Local node IP: 127.0.0.1" in re.sub(r"\x1b\[[0-9;]*m", "", start.stderr + start.stdout)
+        yield {"address": f"127.0.0.1:{port}", "env": env, "root": root}
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _ray_pids(root: Path) -> set[int]:
+    """The processes of the Ray cluster whose files are under root."""
+    import subprocess
+
+    listing = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True).stdout
+    return {int(pid) for pid in listing.split()}
+
+
+def _listening_addresses(pids: set[int]) -> set[str]:
+    """The local addresses on which these processes accept TCP connections."""
+    import subprocess
+
+    addresses = set()
+    for line in subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout.splitlines():
+        if any(f"pid={pid}," in line for pid in pids):
+            addresses.add(line.split()[3].rsplit(":", 1)[0])
+    return addresses
 
 
 def test_ray_launcher_on_a_running_cluster_gives_the_same_structure(tmp_path, ray_cluster):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    import subprocess
+    import sys
+
+    home = Path.home() / ".ray"
+    before = sorted(home.rglob("*")) if home.exists() else None
+    address = ray_cluster["address"]
+    listening = _listening_addresses(_ray_pids(ray_cluster["root"]))
+    assert listening and listening <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, listening
+
+    # a client without the cluster's token is refused (run while the sweep runs: it spends its time retrying)
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", f"import ray; ray.init(address={address!r}); print('connected')"],
+        env={**ray_cluster["env"], "RAY_AUTH_TOKEN_PATH": "", "RAY_AUTH_TOKEN": "not-the-token"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+    uri = new_store(tmp_path)
     # as on a lab's cluster: RAY_ADDRESS names the head, and the cluster's token authenticates
-    env = {"MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ray_cluster, "RAY_AUTH_MODE": "token"}
+    env = {**ray_cluster["env"], "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": address}
     result = run_cli(
         "src.train", *SMOKE_SWEEP, "hydra/launcher=ray_cluster", f"hydra.sweep.dir={tmp_path / 'sweep'}",
         env=env,
@@ -206,3 +257,8 @@ def test_ray_launcher_on_a_running_cluster_gives_the_same_structure(tmp_path, ra
     # (a worker process runs several jobs: the first one on it moves)
     logs = [p.read_text() for p in (tmp_path / "sweep").glob("*/train.log")]
     assert len(logs) == 3 and any("working from the launch directory" in text for text in logs)
+
+    refused = stranger.communicate(timeout=120)[0]
+    assert stranger.returncode != 0 and "connected" not in refused.splitlines()
+    assert "Authentication token is missing or incorrect" in refused, refused[-3000:]
+    assert (sorted(home.rglob("*")) if home.exists() else None) == before  # the user's home is untouched
