@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  artifacts: {artifacts}")
     print(f"  log to it: export MLFLOW_TRACKING_URI={address}   (UI: {address})")
     print("Ctrl-C stops it.", flush=True)
+    # MLflow's job runner (GenAI jobs: prompt optimisation, scorers) starts a handful of worker processes
+    # of about 250 MB each that this project never uses; MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true brings it
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend]
     command += ["--artifacts-destination", artifacts, "--serve-artifacts"]
     command += ["--host", args.host, "--port", str(args.port), "--workers", str(args.workers), *extra]
