@@ -246,7 +246,10 @@ def test_an_interrupted_run_is_killed_and_resumes_where_it_stopped(store, tmp_pa
     assert again.returncode == 2 and "already FINISHED" in again.stderr
 
 
-def test_four_trainings_at_once_on_one_store_all_complete(store, tmp_path):
+def test_four_trainings_at_once_on_one_store_all_complete(tmp_path, monkeypatch):
+    # a store that does not exist yet: the four create (and migrate) it at the same moment
+    store = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     processes = [
         subprocess.Popen(
             [
