@@ -16,8 +16,6 @@ import pytest
 from src import tracking
 from tests.conftest import new_store, tracking_server, use_store
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def server_on_postgresql(tmp_path_factory, postgresql):

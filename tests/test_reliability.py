@@ -17,8 +17,6 @@ from PIL import Image
 from src.data import SAMPLE_PATH
 from tests.conftest import ROOT, free_port, run_cli, serving, use_store
 
-pytestmark = pytest.mark.slow
-
 
 def _store_is_empty(uri: str) -> bool:
     """No runs, no registered models, no experiment beyond MLflow's Default (or no store at all)."""
@@ -127,6 +125,7 @@ def test_bad_input_to_predict_and_compare(bad_files, tmp_path, args, code, words
     assert _store_is_empty(store)
 
 
+@pytest.mark.slow
 def test_unreadable_pictures_are_named_and_the_rest_still_read(bad_files, digit_model, tmp_path):
     page = np.full((100, 100), 255, np.uint8)
     page[15:85, 45:55] = 0
@@ -153,6 +152,7 @@ def _http(url: str, method: str = "GET", body: bytes | None = None) -> int:
         return e.code
 
 
+@pytest.mark.slow
 def test_the_drawing_server_refuses_bad_requests_and_keeps_serving(digit_model, tmp_path):
     import io
 
@@ -191,6 +191,7 @@ def _metric_steps(run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in mlflow.MlflowClient().get_metric_history(run_id, key))
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_is_killed_and_resumes_where_it_stopped(store, tmp_path):
     overrides = [
         "backbone=simple_cnn", "data=mnist_sample", "data.train_limit=3000", "augmentation=none",
@@ -246,6 +247,7 @@ def test_an_interrupted_run_is_killed_and_resumes_where_it_stopped(store, tmp_pa
     assert again.returncode == 2 and "already FINISHED" in again.stderr
 
 
+@pytest.mark.slow
 def test_four_trainings_at_once_on_one_store_all_complete(tmp_path, monkeypatch):
     # a store that does not exist yet: the four create (and migrate) it at the same moment
     store = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"

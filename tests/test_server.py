@@ -12,8 +12,6 @@ import pytest
 
 from tests.conftest import ROOT, TINY, run_cli, tracking_server
 
-pytestmark = pytest.mark.slow
-
 
 def database(kind: str, tmp_path: Path, postgresql) -> str:
     return f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}" if kind == "sqlite" else postgresql.database()
@@ -30,6 +28,7 @@ def rest(server: str, endpoint: str, body: dict | None = None, **query) -> dict:
         return json.loads(response.read())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_two_trainings_at_once_log_to_the_server(tmp_path, kind, postgresql):
     artifacts = tmp_path / "server" / "artifacts"

@@ -8,8 +8,6 @@ import pytest
 from src.sweep import run_name
 from tests.conftest import SMOKE_SWEEP, new_store, run_cli, tracking_server, use_store
 
-pytestmark = pytest.mark.slow
-
 
 def _sweep_runs():
     runs = mlflow.search_runs(search_all_experiments=True, order_by=["start_time ASC"], output_format="list")
@@ -49,12 +47,14 @@ def _check_sweep_structure(uri: str) -> None:
     assert mlflow.get_run(champion.run_id).data.metrics["test_accuracy"] == best_value
 
 
+@pytest.mark.slow
 def test_smoke_sweep_groups_and_compares_its_runs(smoke_sweep):
     _check_sweep_structure(smoke_sweep["uri"])
     out = smoke_sweep["stdout"]
     assert "| run " in out and "best_val_accuracy" in out and "models:/handwritten-digits@champion" in out
 
 
+@pytest.mark.slow
 def test_joblib_launcher_gives_the_same_structure(tmp_path):
     uri = new_store(tmp_path)
     result = run_cli(
@@ -65,6 +65,7 @@ def test_joblib_launcher_gives_the_same_structure(tmp_path):
     _check_sweep_structure(uri)
 
 
+@pytest.mark.slow
 def test_a_failed_job_shows_in_the_comparison_and_stops_nothing(tmp_path):
     uri = new_store(tmp_path)
     result = run_cli(
@@ -99,6 +100,7 @@ def test_a_failed_job_shows_in_the_comparison_and_stops_nothing(tmp_path):
     assert "no_such_layer" not in (out / "comparison.csv").read_text()
 
 
+@pytest.mark.slow
 def test_optuna_search_preset_runs_trials_as_children(tmp_path):
     uri = new_store(tmp_path)
     result = run_cli(
@@ -149,6 +151,7 @@ def test_run_names_say_what_differs(job, sweep, name):
     assert run_name(job, sweep) == name
 
 
+@pytest.mark.slow
 def test_submitit_launcher_local_executor_logs_to_a_tracking_server(tmp_path):
     # the SLURM launcher's code path, with submitit's local executor running each job as a process, and
     # the runs going to a tracking server over HTTP as on a cluster
@@ -226,6 +229,7 @@ def _listening_addresses(pids: set[int]) -> set[str]:
     return addresses
 
 
+@pytest.mark.slow
 def test_ray_launcher_on_a_running_cluster_gives_the_same_structure(tmp_path, ray_cluster):
     import subprocess
     import sys

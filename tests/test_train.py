@@ -10,8 +10,6 @@ from src import UserError
 from src.train import train
 from tests.conftest import TINY, run_cli, run_python
 
-pytestmark = pytest.mark.slow
-
 
 def _only_run():
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
@@ -27,6 +25,7 @@ def _artifacts(run_id: str, path: str | None = None) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_the_issue_command_records_everything(store, tmp_path):
     result = run_cli(
         "src.train",
@@ -86,6 +85,7 @@ def test_the_issue_command_records_everything(store, tmp_path):
     np.testing.assert_allclose(out["sums"], 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_evaluate_only_uses_the_registered_model(store, compose_cfg):
     train(compose_cfg("backbone=simple_cnn", *TINY))
     scores = train(compose_cfg("backbone=simple_cnn", *TINY, "training.enabled=false"))
@@ -105,6 +105,7 @@ def test_evaluate_only_with_an_unknown_model_is_a_user_error(store, compose_cfg)
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
 
 
+@pytest.mark.slow
 def test_offline_run_records_its_fallbacks(store, compose_cfg, offline):
     train(
         compose_cfg("data.train_limit=256", "data.test_limit=128", "training.epochs=1", "training.verbose=0")
