@@ -19,6 +19,13 @@ from src import UserError
 DEFAULT_ROOT = Path("mlruns") / "server"
 
 
+def without_job_runner() -> None:
+    """MLflow's job runner (GenAI jobs: prompt optimisation, scorers) starts a handful of worker processes
+    of about 250 MB each with `mlflow server` and `mlflow ui`; this project never uses it.
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true brings it back."""
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+
+
 def prepare(backend: str, artifacts: str) -> None:
     """Create or migrate the database once, before the server's workers start (they would race)."""
     import sqlalchemy
@@ -84,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  artifacts: {artifacts}")
     print(f"  log to it: export MLFLOW_TRACKING_URI={address}   (UI: {address})")
     print("Ctrl-C stops it.", flush=True)
-    # MLflow's job runner (GenAI jobs: prompt optimisation, scorers) starts a handful of worker processes
-    # of about 250 MB each that this project never uses; MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true brings it
-    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    without_job_runner()
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend]
     command += ["--artifacts-destination", artifacts, "--serve-artifacts"]
     command += ["--host", args.host, "--port", str(args.port), "--workers", str(args.workers), *extra]

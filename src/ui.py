@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlflow
 
+    from src.server import without_job_runner
     from src.tracking import resolve_uri
 
     store = resolve_uri(args.store)
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if experiment is not None:
         print(f"training runs: {address}/#/experiments/{experiment.experiment_id}/runs")
     print("Ctrl-C stops it.", flush=True)
+    without_job_runner()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store]
     command += ["--host", args.host, "--port", str(args.port), "--workers", "2"]
     os.execv(sys.executable, command)
