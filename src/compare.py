@@ -199,7 +199,7 @@ def compare_two(run_a, run_b) -> str:
         keys = sorted(k for k in set(left) | set(right) if keep(k) and left.get(k) != right.get(k))
         return [{"key": k, "A": left.get(k), "B": right.get(k)} for k in keys]
 
-    config = differing(a.params, b.params)
+    config = differing(a.params, b.params, lambda k: k != "tracking.tags.rerun_of")  # a tag below
     record = differing(a.tags, b.tags, lambda k: k.startswith(_RECORD_TAGS))
     metrics = []
     for key in sorted(k for k in set(a.metrics) | set(b.metrics) if not _per_class(k)):

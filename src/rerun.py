@@ -143,9 +143,12 @@ def differences(composed: DictConfig, logged: dict) -> dict[str, tuple]:
     then = leaves(logged)
     missing = object()
     found = {}
-    for key in sorted(set(now) | set(then)):
+    keys = sorted(set(now) | set(then))
+    for key in keys:
         if key in _NOT_REBUILT or key.startswith("tracking.tags."):
             continue
+        if any(other.startswith(f"{key}.") for other in keys):
+            continue  # emptied on one side: the keys below it say what differs
         a, b = now.get(key, missing), then.get(key, missing)
         if a != b or type(a) is not type(b):
             found[key] = (None if a is missing else a, None if b is missing else b, b is missing)
@@ -165,15 +168,36 @@ def override_value(value) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def overrides_undoing(found: dict[str, tuple], logged: dict) -> list[str]:
+    """Overrides that set the differing keys back to the logged values (and remove what it lacks)."""
+    fixes: list[str] = []
+    for key, (_, value, absent) in found.items():
+        fix = f"~{_absent_root(key, logged)}" if absent else f"++{key}={override_value(value)}"
+        if fix not in fixes:
+            fixes.append(fix)
+    return fixes
+
+
+def _absent_root(key: str, logged: dict) -> str:
+    """The shortest prefix of a dotted key that the logged config lacks (remove the whole node)."""
+    node, parts = logged, key.split(".")
+    for i, part in enumerate(parts):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return ".".join(parts[: i + 1])
+    return key
+
+
 def rebuild(run_id: str) -> tuple[list[str], list[str]]:
     """The task overrides that compose the run's config again, and what had to be taken from the logged
     config (keys conf/ now composes differently, or every key when Hydra's record is missing)."""
     recorded = recorded_overrides(run_id)
     logged = logged_config(run_id)
     base = recorded if recorded is not None else []
-    fixes = []
-    for key, (_, value, absent) in differences(compose(base), logged).items():
-        fixes.append(f"~{key}" if absent else f"++{key}={override_value(value)}")
+    fixes = overrides_undoing(differences(compose(base), logged), logged)
     rebuilt = base + fixes
     left = differences(compose(rebuilt), logged) if fixes else {}
     if left:
@@ -266,12 +290,16 @@ def prepare(argv: list[str]) -> list[str]:
 
     from src import config, tracking
 
-    tracking.use_store(compose([o for o in task if _key(o).startswith("tracking.")]).tracking, create=False)
+    store = tracking.resolve_uri(compose([o for o in task if _key(o).startswith("tracking.")]).tracking.uri)
+    if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
+        raise UserError(f"no MLflow store at {store} (set MLFLOW_TRACKING_URI or tracking.uri)")
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
     run_id = options.get("run_id") or run_of_model(options["model"])
     try:
         run = mlflow.get_run(run_id)
     except mlflow.exceptions.MlflowException:
-        raise UserError(f"run_id: no run {run_id!r} in {mlflow.get_tracking_uri()}") from None
+        raise UserError(f"run_id: no run {run_id!r} in {store}") from None
     tags = run.data.tags
     if tags.get("sweep") == "true":
         raise UserError(f"run {run_id} is a sweep's parent run: re-run one of its jobs")
@@ -279,6 +307,9 @@ def prepare(argv: list[str]) -> list[str]:
     for note in notes:
         log.warning("%s", note)
     check_code(tags, options["same_code"])
+    # an override given here replaces the run's own for the same key (one that adds a key stays)
+    given = {_key(o) for o in task}
+    rebuilt = [o for o in rebuilt if o.startswith(("+", "~")) or _key(o) not in given]
     overrides = [*rebuilt, *task, f"++tracking.tags.{RERUN_OF}={run_id}"]
     cfg = compose(overrides)
     experiment = mlflow.get_experiment(run.info.experiment_id).name
@@ -286,7 +317,7 @@ def prepare(argv: list[str]) -> list[str]:
         overrides.append(f"tracking.experiment={override_value(experiment)}")
     config.validate_training(cfg)
     check_data(cfg, tags, options["allow_other_data"])
-    log.info("re-running %s (%s): %s", run_id, run.info.run_name, " ".join(overrides))
+    log.info("run %s (%s) again: %s", run_id, run.info.run_name, " ".join(overrides))
     return [*overrides, "hydra.mode=RUN", *hydra_args]
 
 
