@@ -14,20 +14,20 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile",
 
 
 def cpu() -> dict[str, str]:
-    """The CPU's model name and which of ISA_FLAGS it has (Linux: /proc/cpuinfo; elsewhere: the name)."""
-    name, flags = platform.processor() or platform.machine(), set()
+    """The CPU's model name (with family and model: a VM may only say "AMD EPYC") and which of ISA_FLAGS
+    it has (Linux: /proc/cpuinfo; elsewhere: the name)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         text = ""
-    for line in text.splitlines():
+    first: dict[str, str] = {}
+    for line in text.split("\n\n", 1)[0].splitlines():  # the first processor's block
         key, _, value = line.partition(":")
-        if key.strip() == "model name" and value.strip():
-            name = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
-        if name and flags:
-            break
+        first[key.strip()] = value.strip()
+    name = first.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in first and "model" in first:
+        name += f" (family {first['cpu family']}, model {first['model']})"
+    flags = set(first.get("flags", "").split())
     present = [flag for flag in ISA_FLAGS if flag in flags]
     return {"cpu": name, "cpu_isa": " ".join(present) if text else "unknown"}
 
@@ -82,10 +82,11 @@ def describe() -> dict[str, str]:
 
 
 def requirements() -> str:
-    """The installed packages, one `name==version` a line (pip's requirements format), sorted."""
+    """The installed packages, one `name==version` a line (pip's requirements format), sorted; not this
+    project itself, which comes from the run's commit."""
     installed = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
-        if name:
+        if name and name.lower() != "handwritten-digits":
             installed.setdefault(name.lower(), f"{name}=={dist.version}")
     return "\n".join(installed[key] for key in sorted(installed)) + "\n"
