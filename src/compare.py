@@ -1,7 +1,9 @@
-"""Compare runs side by side: python -m src.compare --sweep <parent run id or name> | --filter "<filter>".
+"""Compare runs side by side: python -m src.compare --sweep <parent run id or name> | --filter "<filter>"
+| --runs <id_a> <id_b>.
 
 A sweep's comparison is logged on its parent run (comparison/ table as CSV and Markdown, charts); any set
-of runs can be compared by an MLflow search filter. The table is printed either way.
+of runs can be compared by an MLflow search filter. The table is printed either way. Two runs: what
+changed between them (config, code, data, environment) and their metrics side by side.
 """
 
 from __future__ import annotations
@@ -168,6 +170,73 @@ def find_sweep(ref: str) -> str:
     return runs[0].info.run_id
 
 
+# tags that say what a run ran on: shown for two runs when they differ
+_RECORD_TAGS = (
+    "mlflow.source.git.commit",
+    "git.dirty",
+    "data.",
+    "env.",
+    "rerun_of",
+    "feature_cache",
+    "fallback",
+)
+
+
+def _per_class(metric: str) -> bool:
+    """test_precision_3 and the like: thirty rows that hide the rest (their _macro averages stay)."""
+    return metric.startswith(("test_precision_", "test_recall_", "test_f1_")) and metric[-1].isdigit()
+
+
+def compare_two(run_a, run_b) -> str:
+    """Markdown: the config keys, records (code, data, environment) and metrics of two runs, side by side."""
+    a, b = run_a.data, run_b.data
+    header = (
+        f"A: {run_a.info.run_id} ({run_a.info.run_name}, {run_a.info.status})\n"
+        f"B: {run_b.info.run_id} ({run_b.info.run_name}, {run_b.info.status})\n"
+    )
+
+    def differing(left: dict, right: dict, keep=lambda key: True) -> list[dict]:
+        keys = sorted(k for k in set(left) | set(right) if keep(k) and left.get(k) != right.get(k))
+        return [{"key": k, "A": left.get(k), "B": right.get(k)} for k in keys]
+
+    config = differing(a.params, b.params, lambda k: k != "tracking.tags.rerun_of")  # a tag below
+    record = differing(a.tags, b.tags, lambda k: k.startswith(_RECORD_TAGS))
+    metrics = []
+    for key in sorted(k for k in set(a.metrics) | set(b.metrics) if not _per_class(k)):
+        va, vb = a.metrics.get(key), b.metrics.get(key)
+        delta = vb - va if va is not None and vb is not None else None
+        metrics.append({"metric": key, "A": va, "B": vb, "B - A": delta})
+    parts = [header]
+    parts.append(
+        "## Config: the same\n"
+        if not config
+        else f"## Config: {len(config)} {'key differs' if len(config) == 1 else 'keys differ'}\n\n"
+        + to_markdown(["key", "A", "B"], config)
+    )
+    parts.append(
+        "## Code, data, environment: the same\n"
+        if not record
+        else "## Code, data, environment\n\n" + to_markdown(["key", "A", "B"], record)
+    )
+    parts.append(
+        "## Metrics (per-epoch ones: the last epoch)\n\n"
+        + to_markdown(["metric", "A", "B", "B - A"], metrics)
+    )
+    return "\n".join(parts)
+
+
+def get_runs(ids: list[str]) -> list:
+    import mlflow
+
+    runs = []
+    for run_id in ids:
+        try:
+            runs.append(mlflow.get_run(run_id))
+        except mlflow.exceptions.MlflowException:
+            raise UserError(f"--runs: no run {run_id!r} in {mlflow.get_tracking_uri()}") from None
+    return runs
+
+
 def tracking_config(overrides: list[str] | None = None) -> DictConfig:
     """The `tracking` group as training composes it (store, registered model, champion metric)."""
     from hydra import compose, initialize_config_dir
@@ -188,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         "--sweep", help="the sweep's parent run id or run name (e.g. sweep-2026-11-24-10-00-00)"
     )
     which.add_argument("--filter", help="an MLflow search filter, e.g. \"params.backbone.name = 'vgg16'\"")
+    which.add_argument(
+        "--runs", nargs=2, metavar=("RUN_A", "RUN_B"), help="two run ids: what changed, metrics side by side"
+    )
     parser.add_argument("--out", default=None, help="where --filter writes its table and charts")
     parser.add_argument(
         "overrides", nargs="*", help="tracking overrides, e.g. tracking.champion.metric=test_loss"
@@ -202,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         tracking.use_store(cfg, create=False)
         if args.sweep:
             compare_sweep(find_sweep(args.sweep), cfg)
+            return 0
+        if args.runs:
+            print(compare_two(*get_runs(args.runs)), end="")
             return 0
         try:
             runs = mlflow.search_runs(

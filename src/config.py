@@ -5,6 +5,8 @@ Runs right after composition, before TensorFlow is imported, so a bad value cost
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from omegaconf import DictConfig
 
 from src import UserError, distribute
@@ -45,6 +47,7 @@ def validate_training(cfg: DictConfig) -> None:
     _whole(cfg, "training.epochs", 1)
     _whole(cfg, "training.batch_size", 1)
     _whole(cfg, "training.seed", 0)
+    _choice(cfg, "training.deterministic", (True, False))
     _whole(cfg, "input_size", 32)
     _whole(cfg, "data.train_limit", 1, allow_none=True)
     _whole(cfg, "data.test_limit", 1, allow_none=True)
@@ -73,5 +76,10 @@ def validate_training(cfg: DictConfig) -> None:
         raise UserError(f"training.devices: {devices!r} is not null or a list of device names")
     if cfg.training.resume is not None and not isinstance(cfg.training.resume, str):
         raise UserError(f"training.resume: {cfg.training.resume!r} is not an MLflow run id")
+    tags = cfg.tracking.tags
+    if not isinstance(tags, Mapping) or not all(
+        isinstance(v, str | int | float | bool) for v in tags.values()
+    ):
+        raise UserError(f"tracking.tags: {tags!r} is not a mapping of tag names to values")
     if cfg.backbone.fine_tune is not None and not isinstance(cfg.backbone.fine_tune, str):
         raise UserError(f"backbone.fine_tune: {cfg.backbone.fine_tune!r} is not null, all or a layer name")

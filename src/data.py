@@ -148,8 +148,15 @@ def _stratifiable(y: np.ndarray, fraction: float) -> bool:
     return counts.min() >= 2 and int(len(y) * fraction) >= len(counts)
 
 
-def make_dataset(x, y, batch_size: int, shuffle: bool = False, augment=None, seed: int = 0):
-    """A batched tf.data pipeline of x as it is (uint8 digits stay uint8); `augment` runs per batch."""
+def make_dataset(
+    x, y, batch_size: int, shuffle: bool = False, augment=None, seed: int = 0, deterministic: bool = False
+):
+    """A batched tf.data pipeline of x as it is (uint8 digits stay uint8); `augment` runs per batch.
+
+    The shuffle is seeded. `deterministic` maps the augmentation one batch after the other: in a
+    parallel map the random layers draw their seeds in whatever order the threads run, so the same batch
+    could be rotated differently from one run to the next.
+    """
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -159,7 +166,7 @@ def make_dataset(x, y, batch_size: int, shuffle: bool = False, augment=None, see
     if augment is not None:
         ds = ds.map(
             lambda images, labels: (augment(tf.cast(images, tf.float32), training=True), labels),
-            num_parallel_calls=tf.data.AUTOTUNE,
+            num_parallel_calls=None if deterministic else tf.data.AUTOTUNE,
         )
     return ds.prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
 

@@ -183,6 +183,15 @@ def log_config(cfg: DictConfig, hydra_output_dir: str | None = None) -> None:
         mlflow.log_artifacts(str(hydra_dir), "config/hydra")
 
 
+def log_environment() -> None:
+    """What the run ran on, as env.* tags (versions, CPU and its instruction sets, GPUs, threads), and
+    the installed packages as environment/requirements.txt."""
+    from src import environment
+
+    mlflow.set_tags({f"env.{key}": value for key, value in environment.describe().items()})
+    mlflow.log_text(environment.requirements(), "environment/requirements.txt")
+
+
 def log_model_size(sizes: Mapping[str, int]) -> None:
     mlflow.log_params({f"model.{key}": value for key, value in sizes.items()})
 

@@ -44,6 +44,7 @@ def _train(cfg: DictConfig, distribution, hydra_output_dir: str | None, sweep: d
     from src.evaluate import evaluate
 
     keras.utils.set_random_seed(cfg.training.seed)
+    set_determinism(cfg.training.deterministic)
     model.set_precision(cfg.training.precision)
     digits = data.load_digits(cfg.data, strict=cfg.strict)
     log.info("data: %s %s from %s", digits.name, digits.sizes(), digits.source)
@@ -60,8 +61,10 @@ def _train(cfg: DictConfig, distribution, hydra_output_dir: str | None, sweep: d
         tracking.check_resumable(resume, _checkpoint_dir(cfg, resume))
     tracking.use_store(cfg.tracking)
     run_name = cfg.tracking.run_name or sweep.get("run_name") or cfg.backbone.name
-    with tracking.run(run_name, sweep.get("parent_run_id"), sweep.get("tags"), run_id=resume) as active:
+    tags = {**cfg.tracking.tags, **sweep.get("tags", {})}
+    with tracking.run(run_name, sweep.get("parent_run_id"), tags, run_id=resume) as active:
         tracking.log_config(cfg, hydra_output_dir)
+        tracking.log_environment()
         tracking.log_model_size(model.count_params(net))
         tracking.log_distribution(distribution.replicas, distribution.devices)
         tracking.log_dataset(digits)
@@ -137,7 +140,13 @@ def fit(
     augment = keras.Sequential(layers, name="augmentation") if layers else None
     batch_size = cfg.training.batch_size
     train_ds = data.make_dataset(
-        inputs["train"], digits.y_train, batch_size, shuffle=True, augment=augment, seed=cfg.training.seed
+        inputs["train"],
+        digits.y_train,
+        batch_size,
+        shuffle=True,
+        augment=augment,
+        seed=cfg.training.seed,
+        deterministic=cfg.training.deterministic,
     )
     val_ds = data.make_dataset(inputs["validation"], digits.y_val, batch_size)
     steps = cfg.training.steps_per_execution
@@ -218,6 +227,18 @@ class _Interrupts:
 
 
 _INTERRUPTS = _Interrupts()
+
+
+def set_determinism(deterministic: bool) -> None:
+    """training.deterministic: TensorFlow's op determinism on for this run (off again for a later run of
+    the same process, e.g. a sweep's next job)."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # the switch back off is not public
+
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    elif tf_config.is_op_determinism_enabled():
+        tf_config.disable_op_determinism()
 
 
 def _checkpoint_dir(cfg: DictConfig, run_id: str) -> str:

@@ -60,6 +60,7 @@ TRAIN_CASES = [
     (["training.optimizer.learning_rate=0"], 2, ["training.optimizer.learning_rate", "> 0"]),
     (["data.val_split=1.5"], 2, ["data.val_split", "1.5"]),
     (["training.precision=float8"], 2, ["training.precision", "mixed_bfloat16"]),
+    (["training.deterministic=maybe"], 2, ["training.deterministic", "'maybe'", "True, False"]),
     (["input_size=16"], 2, ["input_size", ">= 32"]),
     (["training.strategy=tpu"], 2, ["training.strategy", "'tpu'", "default, mirrored"]),
     (["training.strategy=multi_worker"], 2, ["multi_worker", "keras-team/keras#20585", "mirrored"]),
@@ -111,6 +112,11 @@ OTHER_CASES = [
     (["src.predict", "model=models:/x/1"], 2, ["images: give a picture"]),
     (["src.compare", "--sweep", "no-such-sweep"], 2, ["no run with id or name"]),
     (["src.compare", "--filter", "params.x ~~ 1"], 2, ["--filter"]),
+    (
+        ["src.compare", "--runs", "0123456789abcdef", "fedcba9876543210"],
+        2,
+        ["--runs: no run '0123456789abcdef'"],
+    ),
 ]
 
 
