@@ -24,16 +24,11 @@ system:  ## Debian's Chromium (browser tests, driven headless by Playwright) and
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# Tests run with HOME pointing at a new empty directory (removed afterwards): tokens, caches and downloads
-# in the developer's home cannot make them pass, and they write nothing there.
-HERMETIC = home=$$(mktemp -d) && trap 'rm -rf "$$home"' EXIT && echo "HOME=$$home (empty) for the tests" && \
-	HOME=$$home
-
-test:  ## the whole suite, as CI runs it, in an empty HOME; prints the 15 slowest tests
-	@$(HERMETIC) $(PY) -m pytest --durations=15 $(ARGS)
+test:  ## the whole suite, as CI runs it (in an empty HOME of its own: tests/conftest.py); the 15 slowest
+	$(PY) -m pytest --durations=15 $(ARGS)
 
 test-fast:  ## the edit-test loop: the tests that train no more than a few steps (under 4 minutes)
-	@$(HERMETIC) $(PY) -m pytest -m "not slow" --durations=15 $(ARGS)
+	$(PY) -m pytest -m "not slow" --durations=15 $(ARGS)
 
 lint:  ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -14,6 +14,23 @@ from hydra import compose, initialize_config_dir
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
+# The tests, and every process they start, run in a home of their own: a new empty directory, removed
+# afterwards, however pytest was started. Tokens, caches and downloads in the user's home cannot be what
+# makes a test pass, and no test writes there (Keras's keras.json, MLflow's telemetry file, matplotlib's
+# font cache, Ray's token). Settings that would point elsewhere, or at the user's own store, server or
+# cluster, are dropped: a test that needs one sets it.
+HOME = Path(tempfile.mkdtemp(prefix="home-"))
+atexit.register(shutil.rmtree, HOME, ignore_errors=True)
+os.environ["HOME"] = str(HOME)
+for _name in list(os.environ):
+    if _name.startswith(("XDG_", "MLFLOW_", "RAY_")) or _name in ("KERAS_HOME", "MPLCONFIGDIR"):
+        del os.environ[_name]
+
+
+def pytest_report_header(config) -> str:
+    return f"HOME for the tests: {HOME} (new and empty, removed afterwards)"
+
+
 # Tiny, offline settings for runs that only check plumbing.
 TINY = [
     "data=mnist_sample",
