@@ -30,23 +30,25 @@ def train(
     cfg: DictConfig, hydra_output_dir: str | None = None, sweep: dict | None = None
 ) -> dict[str, float]:
     """One run in the tracking store (a child of the sweep's parent run in a sweep); returns its scores."""
-    from src import distribute
+    from src import data, distribute
 
+    digits = data.load_digits(cfg.data, strict=cfg.strict)  # a bad data file fails before TensorFlow loads
     distribution = distribute.make(cfg.training)  # before anything else touches TensorFlow's devices
     with distribution.strategy.scope():
-        return _train(cfg, distribution, hydra_output_dir, sweep or {})
+        return _train(cfg, digits, distribution, hydra_output_dir, sweep or {})
 
 
-def _train(cfg: DictConfig, distribution, hydra_output_dir: str | None, sweep: dict) -> dict[str, float]:
+def _train(
+    cfg: DictConfig, digits, distribution, hydra_output_dir: str | None, sweep: dict
+) -> dict[str, float]:
     import keras
 
-    from src import data, features, model, tracking
+    from src import features, model, tracking
     from src.evaluate import evaluate
 
     keras.utils.set_random_seed(cfg.training.seed)
     set_determinism(cfg.training.deterministic)
     model.set_precision(cfg.training.precision)
-    digits = data.load_digits(cfg.data, strict=cfg.strict)
     log.info("data: %s %s from %s", digits.name, digits.sizes(), digits.source)
     if cfg.training.enabled:
         network = model.build_model(cfg, strict=cfg.strict)
