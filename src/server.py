@@ -94,12 +94,14 @@ def auth_settings(backend: str, artifacts: str) -> tuple[Path, str]:
         return path, config.get("mlflow", "database_uri", fallback="?")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "basic_auth.ini"
+    path.touch(mode=0o600)  # a PostgreSQL URI holds the database's password
+    path.chmod(0o600)
     path.write_text(
         "# Written by python -m src.server --auth at every start: edit a copy, and point\n"
         "# MLFLOW_AUTH_CONFIG_PATH at it, to change these.\n"
         "[mlflow]\n"
         "default_permission = READ\n"
-        f"database_uri = {users}\n"
+        f"database_uri = {users.replace('%', '%%')}\n"  # configparser reads % as interpolation
         "admin_username = admin\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
