@@ -6,6 +6,7 @@ ARGS ?=
 PORT ?= 5000
 HOST ?= 127.0.0.1
 BACKEND ?=
+AUTH ?=
 DATA ?=
 
 .PHONY: install system test test-fast lint format train sweep ui server bench bench-full clean
@@ -47,8 +48,8 @@ sweep:  ## compare the three ImageNet backbones with the seed's settings (a Hydr
 ui:  ## the MLflow UI on the project's store (MLFLOW_TRACKING_URI, else mlruns/), on 127.0.0.1:$(PORT)
 	$(PY) -m src.ui --port $(PORT)
 
-server:  ## a shared MLflow tracking server with the UI: SQLite in mlruns/server/ (or BACKEND=postgresql://...)
-	$(PY) -m src.server --host $(HOST) --port $(PORT) $(if $(BACKEND),--backend $(BACKEND)) $(ARGS)
+server:  ## a shared MLflow tracking server with the UI: SQLite in mlruns/server/ (or BACKEND=postgresql://...); AUTH=1: logins
+	$(PY) -m src.server --host $(HOST) --port $(PORT) $(if $(BACKEND),--backend $(BACKEND)) $(if $(AUTH),--auth) $(ARGS)
 
 bench:  ## quick benchmark (under 10 minutes): tables in experiments/bench/ (DATA=path/mnist.npz for full MNIST)
 	$(PY) -m src.bench --quick $(if $(DATA),--data $(DATA))

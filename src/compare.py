@@ -155,10 +155,13 @@ def find_sweep(ref: str) -> str:
     """A sweep's parent run id, from its id or its run name."""
     import mlflow
 
+    from src import access
+
     try:
         return mlflow.get_run(ref).info.run_id
-    except mlflow.exceptions.MlflowException:
-        pass
+    except mlflow.exceptions.MlflowException as e:
+        if access.refusal(e):
+            raise
     runs = mlflow.search_runs(
         search_all_experiments=True,
         filter_string=f"tags.sweep = 'true' and attributes.run_name = '{ref}'",
@@ -265,37 +268,46 @@ def main(argv: list[str] | None = None) -> int:
         "overrides", nargs="*", help="tracking overrides, e.g. tracking.champion.metric=test_loss"
     )
     args = parser.parse_args(argv)
+    from src import access
+
     try:
-        import mlflow
-
-        from src import tracking
-
-        cfg = tracking_config(args.overrides)
-        tracking.use_store(cfg, create=False)
-        if args.sweep:
-            compare_sweep(find_sweep(args.sweep), cfg)
-            return 0
-        if args.runs:
-            print(compare_two(*get_runs(args.runs)), end="")
-            return 0
-        try:
-            runs = mlflow.search_runs(
-                search_all_experiments=True,
-                filter_string=args.filter,
-                order_by=["start_time ASC"],
-                output_format="list",
-            )
-        except mlflow.exceptions.MlflowException as e:
-            raise UserError(f"--filter: {str(e).splitlines()[0]}") from None
-        if not runs:
-            raise UserError(f"--filter: no runs match {args.filter!r}")
-        out_dir = Path(args.out or Path("experiments", "compare", time.strftime("%Y-%m-%d_%H-%M-%S")))
-        print(write_comparison(runs, out_dir, f"{len(runs)} runs matching {args.filter}"))
-        print(f"written to {out_dir}")
-        return 0
+        with access.refusals():
+            return _compare(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _compare(args) -> int:
+    import mlflow
+
+    from src import access, tracking
+
+    cfg = tracking_config(args.overrides)
+    tracking.use_store(cfg, create=False)
+    if args.sweep:
+        compare_sweep(find_sweep(args.sweep), cfg)
+        return 0
+    if args.runs:
+        print(compare_two(*get_runs(args.runs)), end="")
+        return 0
+    try:
+        runs = mlflow.search_runs(
+            search_all_experiments=True,
+            filter_string=args.filter,
+            order_by=["start_time ASC"],
+            output_format="list",
+        )
+    except mlflow.exceptions.MlflowException as e:
+        if access.refusal(e):
+            raise
+        raise UserError(f"--filter: {str(e).splitlines()[0]}") from None
+    if not runs:
+        raise UserError(f"--filter: no runs match {args.filter!r}")
+    out_dir = Path(args.out or Path("experiments", "compare", time.strftime("%Y-%m-%d_%H-%M-%S")))
+    print(write_comparison(runs, out_dir, f"{len(runs)} runs matching {args.filter}"))
+    print(f"written to {out_dir}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -47,15 +47,20 @@ class Classifier:
     def __init__(self, uri: str, tracking_uri: str | None = None):
         import mlflow
 
+        from src import access
         from src.tracking import resolve_uri
 
         store = resolve_uri(tracking_uri)
         mlflow.set_tracking_uri(store)
         mlflow.set_registry_uri(store)
+        access.check_login(store)  # before the model's loading imports TensorFlow
         start = time.perf_counter()
         try:
             self.model = mlflow.keras.load_model(uri)
         except Exception as e:  # MlflowException, OSError, ...: all say "this URI does not give a model"
+            refused = access.refusal(e, store)
+            if refused:  # unless the server would not let us see it
+                raise UserError(refused) from None
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"model: cannot load {uri!r} from {store}: {first}") from None
         self.uri = uri

@@ -1,19 +1,29 @@
 """Hydra multirun <-> MLflow: one parent run per sweep, each job a nested child run, a comparison at the end.
 
 The parent run is created before any job starts (in the launching process), which also creates the
-experiment and migrates the store once, so parallel jobs never race on either.
+experiment and migrates the store once, so parallel jobs never race on either. A server's refusal (no
+login, no permission) stops the sweep there, in one line, before any job starts or any directory is made.
+
+Jobs log in as the launching process did: MLflow reads MLFLOW_TRACKING_USERNAME and
+MLFLOW_TRACKING_PASSWORD from each worker's environment (launchers pass theirs on), never from the
+config, so the login is in no parameter, tag, saved config or artifact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from src import UserError
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +39,29 @@ class MlflowSweep(Callback):
         from src import tracking
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        experiment_id = tracking.use_store(config.tracking)
         overrides = list(config.hydra.overrides.task)
-        parent_run_id = tracking.start_sweep(
-            experiment_id,
-            run_name=f"sweep-{sweep_dir.parent.name}-{sweep_dir.name}",
-            overrides=overrides,
-            sweep_dir=str(sweep_dir.absolute()),
-        )
+        with _one_line_errors():
+            experiment_id = tracking.use_store(config.tracking)
+            parent_run_id = tracking.start_sweep(
+                experiment_id,
+                run_name=f"sweep-{sweep_dir.parent.name}-{sweep_dir.name}",
+                overrides=overrides,
+                sweep_dir=str(sweep_dir.absolute()),
+            )
         # jobs may run on other machines (submitit, Ray) without this process's environment: they log
         # where the parent run is
         store = tracking.resolve_uri(config.tracking.uri)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / SWEEP_FILE).write_text(
             json.dumps({"parent_run_id": parent_run_id, "overrides": overrides, "tracking_uri": store})
         )
         log.info("sweep: MLflow parent run %s", parent_run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        with _one_line_errors():
+            self._finish(config)
+
+    def _finish(self, config: DictConfig) -> None:
         from src import compare, tracking
 
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -71,6 +86,19 @@ class MlflowSweep(Callback):
                 )
         compare.compare_sweep(parent_run_id, config.tracking)
         tracking.end_sweep(parent_run_id)
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """In the launching process, Hydra would print a user's mistake (a refused login) as a traceback."""
+    from src import access
+
+    try:
+        with access.refusals():
+            yield
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def job_context(hydra_cfg: DictConfig) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import mlflow
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from src import UserError
+from src import UserError, access
 from src.data import IMAGE_SHAPE, NUM_CLASSES, Digits
 from src.evaluate import Evaluation
 
@@ -32,6 +32,7 @@ CHAMPION = "champion"
 def resolve_uri(uri: str | None) -> str:
     """The tracking URI: the configured one, else a SQLite store in ./mlruns (absolute, so chdir-proof)."""
     if uri:
+        access.check_uri(uri)
         return uri
     store = DEFAULT_STORE.absolute()
     store.mkdir(parents=True, exist_ok=True)
@@ -130,7 +131,9 @@ def check_resumable(run_id: str, checkpoint_dir: str) -> None:
     """A run can be continued when it exists, has not finished, and left a checkpoint."""
     try:
         status = mlflow.get_run(run_id).info.status
-    except mlflow.exceptions.MlflowException:
+    except mlflow.exceptions.MlflowException as e:
+        if access.refusal(e):
+            raise
         raise UserError(f"training.resume: no run {run_id!r} in {mlflow.get_tracking_uri()}") from None
     if status == "FINISHED":
         raise UserError(f"training.resume: run {run_id} has already FINISHED")

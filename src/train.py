@@ -29,12 +29,17 @@ class TrainingDiverged(UserError):
 def train(
     cfg: DictConfig, hydra_output_dir: str | None = None, sweep: dict | None = None
 ) -> dict[str, float]:
-    """One run in the tracking store (a child of the sweep's parent run in a sweep); returns its scores."""
-    from src import data, distribute
+    """One run in the tracking store (a child of the sweep's parent run in a sweep); returns its scores.
 
+    A tracking server's refusal (no login, a wrong one, no permission) is a UserError; the login is
+    checked before the heavy work begins.
+    """
+    from src import access, data, distribute, tracking
+
+    access.check_login(tracking.resolve_uri(cfg.tracking.uri))
     digits = data.load_digits(cfg.data, strict=cfg.strict)  # a bad data file fails before TensorFlow loads
     distribution = distribute.make(cfg.training)  # before anything else touches TensorFlow's devices
-    with distribution.strategy.scope():
+    with access.refusals(), distribution.strategy.scope():
         return _train(cfg, digits, distribution, hydra_output_dir, sweep or {})
 
 
@@ -258,13 +263,15 @@ def _load_registered(cfg: DictConfig):
     """The model evaluated when training.enabled=false."""
     import mlflow
 
-    from src import tracking
+    from src import access, tracking
 
     tracking.use_store(cfg.tracking, create=False)
     uri = cfg.training.model_uri or f"models:/{cfg.tracking.registered_model}/latest"
     try:
         return mlflow.keras.load_model(uri)
     except (mlflow.exceptions.MlflowException, OSError) as e:
+        if access.refusal(e):
+            raise
         raise UserError(f"training.model_uri: cannot load {uri}: {str(e).splitlines()[0]}") from None
 
 
