@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from src import UserError
+from src import UserError, access
 
 log = logging.getLogger("src.rerun")
 
@@ -84,6 +84,8 @@ def run_of_model(uri: str) -> str:
             else:
                 version = client.get_model_version(name, number)
     except mlflow.exceptions.MlflowException as e:
+        if access.refusal(e):  # no login or no permission: said as such by access.refusals()
+            raise
         raise UserError(f"model: cannot find {uri}: {str(e).splitlines()[0]}") from None
     if not version.run_id:
         raise UserError(f"model: {uri} was not logged by a run")
@@ -97,7 +99,9 @@ def recorded_overrides(run_id: str) -> list[str] | None:
 
     try:
         text = mlflow.artifacts.load_text(f"runs:/{run_id}/config/hydra/overrides.yaml")
-    except (mlflow.exceptions.MlflowException, OSError):
+    except (mlflow.exceptions.MlflowException, OSError) as e:
+        if access.refusal(e):
+            raise
         return None
     return [o for o in (yaml.safe_load(text) or []) if _key(o) not in _NOT_REBUILT]
 
@@ -108,7 +112,9 @@ def logged_config(run_id: str) -> dict:
 
     try:
         text = mlflow.artifacts.load_text(f"runs:/{run_id}/config/config.yaml")
-    except (mlflow.exceptions.MlflowException, OSError):
+    except (mlflow.exceptions.MlflowException, OSError) as e:
+        if access.refusal(e):
+            raise
         raise UserError(f"run {run_id} logged no config (config/config.yaml): it cannot be re-run") from None
     return OmegaConf.to_container(OmegaConf.create(text))
 
@@ -288,17 +294,29 @@ def prepare(argv: list[str]) -> list[str]:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # two small files
     import mlflow
 
-    from src import config, tracking
+    from src import tracking
 
     store = tracking.resolve_uri(compose([o for o in task if _key(o).startswith("tracking.")]).tracking.uri)
     if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
         raise UserError(f"no MLflow store at {store} (set MLFLOW_TRACKING_URI or tracking.uri)")
     mlflow.set_tracking_uri(store)
     mlflow.set_registry_uri(store)
+    access.check_login(store)
+    with access.refusals(store):
+        return _arguments(options, task, hydra_args, store)
+
+
+def _arguments(options: dict, task: list[str], hydra_args: list[str], store: str) -> list[str]:
+    import mlflow
+
+    from src import config
+
     run_id = options.get("run_id") or run_of_model(options["model"])
     try:
         run = mlflow.get_run(run_id)
-    except mlflow.exceptions.MlflowException:
+    except mlflow.exceptions.MlflowException as e:
+        if access.refusal(e):
+            raise
         raise UserError(f"run_id: no run {run_id!r} in {store}") from None
     tags = run.data.tags
     if tags.get("sweep") == "true":

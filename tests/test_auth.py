@@ -159,11 +159,14 @@ COMMANDS = [
     (["src.compare", "--filter", "params.x = '1'"], login(READER, "wrong-password"), ["refused the login"]),
     (["src.predict", "images=README.md"], NO_LOGIN, ["asks for a login"]),
     (["src.draw", "port={port}"], login("nobody", "any-password"), ["refused the login of 'nobody'"]),
+    (["src.rerun", "run_id=0123456789abcdef"], login(READER, "wrong-password"), ["refused the login"]),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args,env,words", COMMANDS, ids=["train", "sweep", "compare", "predict", "draw"])
+@pytest.mark.parametrize(
+    "args,env,words", COMMANDS, ids=["train", "sweep", "compare", "predict", "draw", "rerun"]
+)
 def test_a_missing_or_wrong_login_gets_one_line_and_exit_2(auth_server, tmp_path, args, env, words):
     before = all_runs(auth_server)
     args = [a.format(tmp=tmp_path, port=free_port()) for a in args]
