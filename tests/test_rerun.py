@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from src import UserError, compare, rerun
 from src.data import SAMPLE_PATH
-from tests.conftest import run_cli, use_store
+from tests.conftest import new_store, run_cli, use_store
 
 # a tiny deterministic run on a copy of the sample read as full MNIST (data.path), so the data can change
 TRAIN = [
@@ -26,7 +26,7 @@ TRAIN = [
 def recorded(tmp_path_factory):
     """One run made by the command line, in its own store, with its Hydra output directory deleted."""
     root = tmp_path_factory.mktemp("rerun")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = new_store(root)
     data = root / "mnist.npz"
     shutil.copy(SAMPLE_PATH, data)
     out = root / "hydra-output"
@@ -133,8 +133,9 @@ def test_bad_arguments_fail_in_one_line(args, message):
         rerun.parse(args)
 
 
-def test_an_unknown_run_fails_before_tensorflow(store):
-    env = {"PYTHONPROFILEIMPORTTIME": "1"}  # stderr lists every module imported
+def test_an_unknown_run_fails_before_tensorflow(tmp_path):
+    store = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"  # no store there yet
+    env = {"PYTHONPROFILEIMPORTTIME": "1", "MLFLOW_TRACKING_URI": store}  # stderr lists every import
     result = run_cli("src.rerun", "run_id=0123456789abcdef", env=env, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: no MLflow store at {store} " + (
@@ -142,7 +143,7 @@ def test_an_unknown_run_fails_before_tensorflow(store):
     )
     assert "Traceback" not in result.stderr
     assert "| tensorflow" not in result.stderr and "| hydra" in result.stderr
-    mlflow.MlflowClient().search_experiments()  # the store exists now
+    assert new_store(tmp_path / "store") == store  # the store exists now, empty
     result = run_cli("src.rerun", "run_id=0123456789abcdef", env=env, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: run_id: no run '0123456789abcdef' in {store}"
