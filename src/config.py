@@ -6,6 +6,7 @@ Runs right after composition, before TensorFlow is imported, so a bad value cost
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -42,8 +43,19 @@ def _get(cfg, key: str):
     return node
 
 
+def weights_file(backbone) -> Path | None:
+    """backbone.weights as a file (None: imagenet or random init); a file that is not there is refused."""
+    if backbone.weights in (None, "imagenet"):
+        return None
+    path = Path(backbone.weights).expanduser().absolute()
+    if not path.is_file():
+        raise UserError(f"backbone.weights: no such file: {path} (valid: imagenet, null or a weights file)")
+    return path
+
+
 def validate_training(cfg: DictConfig) -> None:
     """The values of a training run: fails with the key, the bad value and what would be valid."""
+    weights_file(cfg.backbone)
     _whole(cfg, "training.epochs", 1)
     _whole(cfg, "training.batch_size", 1)
     _whole(cfg, "training.seed", 0)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from hydra.utils import instantiate
 
-from src import UserError
+from src import UserError, config
 from src.data import IMAGE_SHAPE, NUM_CLASSES
 
 log = logging.getLogger(__name__)
@@ -45,12 +44,8 @@ def build_backbone(cfg, input_size: int, strict: bool = False) -> tuple[object, 
     fallbacks: list[str] = []
     weights = cfg.weights
     input_shape = (input_size, input_size, 3)
-    if weights not in (None, "imagenet"):
-        path = Path(weights).expanduser().absolute()
-        if not path.is_file():
-            raise UserError(
-                f"backbone.weights: no such file: {path} (valid: imagenet, null or a weights file)"
-            )
+    path = config.weights_file(cfg)
+    if path is not None:
         network = _network(cfg, input_shape, weights=None)
         try:
             network.load_weights(str(path))

@@ -38,6 +38,9 @@ def train(
 
     access.check_login(tracking.resolve_uri(cfg.tracking.uri))
     digits = data.load_digits(cfg.data, strict=cfg.strict)  # a bad data file fails before TensorFlow loads
+    if cfg.training.resume:  # so does a run that cannot be resumed, before anything is written to the store
+        tracking.use_store(cfg.tracking, create=False)
+        tracking.check_resumable(cfg.training.resume, _checkpoint_dir(cfg, cfg.training.resume))
     distribution = distribute.make(cfg.training)  # before anything else touches TensorFlow's devices
     with access.refusals(), distribution.strategy.scope():
         return _train(cfg, digits, distribution, hydra_output_dir, sweep or {})
@@ -62,10 +65,7 @@ def _train(
         net, fallbacks = _load_registered(cfg), digits.fallbacks
     _announce(fallbacks)
 
-    resume = cfg.training.resume
-    if resume:  # checked before anything is written to the store
-        tracking.use_store(cfg.tracking, create=False)
-        tracking.check_resumable(resume, _checkpoint_dir(cfg, resume))
+    resume = cfg.training.resume  # checked in train(), before TensorFlow loads
     tracking.use_store(cfg.tracking)
     run_name = cfg.tracking.run_name or sweep.get("run_name") or cfg.backbone.name
     tags = {**cfg.tracking.tags, **sweep.get("tags", {})}
