@@ -17,8 +17,18 @@ from src.data import IMAGE_SHAPE, NUM_CLASSES
 log = logging.getLogger(__name__)
 
 
-def simple_cnn(input_shape, weights=None, filters=(32, 64), dropout=0.25, name="simple_cnn"):
-    """Conv-conv-pool-dropout blocks: a from-scratch baseline called like a Keras application.
+def simple_cnn(
+    input_shape,
+    weights=None,
+    filters=(32, 64),
+    kernel_sizes=3,
+    convs_per_block=2,
+    padding="same",
+    dropout=0.25,
+    name="simple_cnn",
+):
+    """Blocks of convolutions, max-pooling and dropout: a from-scratch network called like a Keras
+    application. Block i has `filters[i]` channels and kernels of `kernel_sizes[i]` (or one size for all).
 
     A weights file is loaded by `build_backbone`, as for every backbone.
     """
@@ -29,13 +39,19 @@ def simple_cnn(input_shape, weights=None, filters=(32, 64), dropout=0.25, name="
     import keras
     from keras import layers
 
+    sizes = [kernel_sizes] * len(filters) if isinstance(kernel_sizes, int) else list(kernel_sizes)
+    if len(sizes) != len(filters):
+        raise UserError(
+            f"backbone.network.kernel_sizes: {len(sizes)} sizes for {len(filters)} blocks of filters"
+        )
     inputs = keras.Input(input_shape)
     x = inputs
-    for n in filters:
-        x = layers.Conv2D(n, 3, padding="same", activation="relu")(x)
-        x = layers.Conv2D(n, 3, padding="same", activation="relu")(x)
+    for n, size in zip(filters, sizes, strict=True):
+        for _ in range(convs_per_block):
+            x = layers.Conv2D(n, size, padding=padding, activation="relu")(x)
         x = layers.MaxPooling2D()(x)
-        x = layers.Dropout(dropout)(x)
+        if dropout:
+            x = layers.Dropout(dropout)(x)
     return keras.Model(inputs, x, name=name)
 
 
@@ -43,7 +59,7 @@ def build_backbone(cfg, input_size: int, strict: bool = False) -> tuple[object, 
     """The configured network with its weights and trainability, and any fallback taken."""
     fallbacks: list[str] = []
     weights = cfg.weights
-    input_shape = (input_size, input_size, 3)
+    input_shape = (input_size, input_size, cfg.channels)
     path = config.weights_file(cfg)
     if path is not None:
         network = _network(cfg, input_shape, weights=None)
@@ -64,7 +80,7 @@ def build_backbone(cfg, input_size: int, strict: bool = False) -> tuple[object, 
             network = _network(cfg, input_shape, weights=None)
     else:
         network = _network(cfg, input_shape, weights=None)
-    set_trainable(network, cfg.fine_tune)
+    set_trainable(network, cfg.fine_tune, keep_batchnorm_statistics=cfg.get("freeze_batchnorm", True))
     return network, fallbacks
 
 
@@ -80,23 +96,39 @@ def _network(cfg, input_shape: tuple[int, int, int], weights: str | None):
         raise
 
 
-def set_trainable(network, fine_tune: str | None) -> None:
-    """Freeze the network (None), unfreeze it ("all"), or unfreeze from a named layer on."""
+def set_trainable(network, fine_tune: str | None, keep_batchnorm_statistics: bool = True) -> None:
+    """Freeze the network (None), unfreeze it ("all"), or unfreeze from a named layer on.
+
+    When fine-tuning, BatchNormalization layers stay frozen unless `keep_batchnorm_statistics` is false:
+    a frozen BatchNormalization layer runs in inference mode in Keras 3 (the moving mean and variance
+    it learned on ImageNet normalise the inputs and are never updated), as the Keras transfer-learning
+    guide advises, so small batches of digits do not overwrite the pretrained statistics.
+    """
     if fine_tune is None:
         network.trainable = False
         return
     network.trainable = True
-    if fine_tune == "all":
-        return
-    names = [layer.name for layer in network.layers]
-    if fine_tune not in names:
-        raise UserError(
-            f"backbone.fine_tune: {network.name} has no layer {fine_tune!r} "
-            f"(valid: null, all, or a layer name such as {', '.join(names[-4:])})"
-        )
-    start = names.index(fine_tune)
-    for layer in network.layers[:start]:
-        layer.trainable = False
+    if fine_tune != "all":
+        names = [layer.name for layer in network.layers]
+        if fine_tune not in names:
+            raise UserError(
+                f"backbone.fine_tune: {network.name} has no layer {fine_tune!r} "
+                f"(valid: null, all, or a layer name such as {', '.join(names[-4:])})"
+            )
+        for layer in network.layers[: names.index(fine_tune)]:
+            layer.trainable = False
+    if keep_batchnorm_statistics:
+        import keras
+
+        for layer in leaf_layers(network):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+
+
+def leaf_layers(model):
+    """Every layer of a model, the layers of nested models included, in order."""
+    for layer in model.layers:
+        yield from leaf_layers(layer) if hasattr(layer, "layers") else [layer]
 
 
 @dataclass
@@ -137,8 +169,11 @@ def build_model(cfg, strict: bool = False) -> Network:
     size = int(cfg.input_size)
     backbone, fallbacks = build_backbone(cfg.backbone, size, strict=strict)
     inputs = keras.Input((*IMAGE_SHAPE, 1), name="digits")
-    x = layers.Resizing(size, size, name="resize")(inputs)
-    x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    x = inputs
+    if (size, size) != IMAGE_SHAPE:
+        x = layers.Resizing(size, size, name="resize")(x)
+    if cfg.backbone.channels == 3:  # ImageNet's networks take colour pictures: three equal channels
+        x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
     for layer_cfg in cfg.backbone.preprocessing:
         x = instantiate(layer_cfg)(x)
     features = keras.Model(inputs, backbone(x), name="features")

@@ -26,6 +26,25 @@ def test_model_takes_raw_digits_in_every_form(compose_cfg, backbone):
     np.testing.assert_allclose(p_uint8, p_float, rtol=1e-5, atol=1e-6)
 
 
+def test_the_fast_baseline_works_on_the_digits_as_they_are(compose_cfg):
+    """28x28, one gray channel: no resizing, no colour copies; still fed raw digits in every form."""
+    network = model.build_model(compose_cfg("+experiment=fast_baseline"))
+    names = [layer.name for layer in network.features.layers]
+    assert "resize" not in names and "gray_to_rgb" not in names
+    backbone = network.features.get_layer("simple_cnn")
+    assert tuple(backbone.input.shape[1:]) == (28, 28, 1) and tuple(backbone.output.shape[1:]) == (5, 5, 32)
+    assert [layer.kernel_size for layer in backbone.layers if hasattr(layer, "kernel_size")] == [
+        (5, 5),
+        (3, 3),
+    ]
+    x = _digits()
+    np.testing.assert_allclose(
+        network.model.predict(x, verbose=0), network.model.predict(x[..., None] * 1.0, verbose=0), rtol=1e-5
+    )
+    with pytest.raises(UserError, match="kernel_sizes: 1 sizes for 2 blocks"):
+        model.build_model(compose_cfg("+experiment=fast_baseline", "backbone.network.kernel_sizes=[5]"))
+
+
 def test_frozen_backbone_trains_only_the_top(compose_cfg):
     net = model.build_model(compose_cfg("backbone.weights=null")).model
     sizes = model.count_params(net)
@@ -47,6 +66,36 @@ def test_fine_tune_all_trains_everything(compose_cfg):
     net = model.build_model(compose_cfg("backbone.weights=null", "backbone.fine_tune=all")).model
     sizes = model.count_params(net)
     assert sizes["trainable_params"] == sizes["total_params"]  # preprocessing holds constants only
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_fine_tuning_keeps_the_pretrained_batchnorm_statistics_unless_told(compose_cfg, freeze):
+    """Fine-tuning trains the convolutions; BatchNormalization stays in inference mode (its moving
+    statistics untouched) by default, and trains with the rest given backbone.freeze_batchnorm=false."""
+    import keras
+
+    cfg = compose_cfg(
+        "backbone=resnet50", "backbone.weights=null", "backbone.fine_tune=conv5_block1_1_conv",
+        f"backbone.freeze_batchnorm={freeze}",
+    )  # fmt: skip
+    network = model.build_model(cfg)
+    assert not network.frozen
+    backbone = network.features.get_layer("resnet50")
+    norm, conv = backbone.get_layer("conv5_block1_1_bn"), backbone.get_layer("conv5_block1_1_conv")
+    early_norm = backbone.get_layer("conv2_block1_1_bn")  # before fine_tune: frozen either way
+    assert norm.trainable is not freeze and conv.trainable and not early_norm.trainable
+    before = {w.path: keras.ops.convert_to_numpy(w).copy() for w in (*norm.weights, *conv.weights)}
+    network.model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    digits = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1)).astype("uint8")
+    network.model.train_on_batch(digits, np.arange(8))
+    changed = {
+        w.path: not np.allclose(keras.ops.convert_to_numpy(w), before[w.path])
+        for w in (*norm.weights, *conv.weights)
+    }
+    assert changed[conv.kernel.path]
+    assert changed[norm.moving_mean.path] is not freeze
+    assert changed[norm.moving_variance.path] is not freeze
+    assert changed[norm.gamma.path] is not freeze
 
 
 def test_weights_from_a_file(compose_cfg, tmp_path):
