@@ -60,13 +60,20 @@ def validate_training(cfg: DictConfig) -> None:
     _whole(cfg, "training.batch_size", 1)
     _whole(cfg, "training.seed", 0)
     _choice(cfg, "training.deterministic", (True, False))
-    _whole(cfg, "input_size", 32)
+    _whole(cfg, "input_size", cfg.backbone.get("min_input_size", 32))
+    _choice(cfg, "backbone.channels", (1, 3))
+    if str(cfg.backbone.network._target_).startswith("keras.applications.") and cfg.backbone.channels != 3:
+        raise UserError(
+            f"backbone.channels: {cfg.backbone.name} takes 3 channels (ImageNet's colour pictures)"
+        )
     _whole(cfg, "data.train_limit", 1, allow_none=True)
     _whole(cfg, "data.test_limit", 1, allow_none=True)
     _number(cfg, "data.val_split", 0.0, 1.0, low_open=False)
-    if "learning_rate" in cfg.training.optimizer:
+    if not isinstance(cfg.training.optimizer.get("learning_rate"), Mapping | type(None)):  # else a schedule
         _number(cfg, "training.optimizer.learning_rate", 0.0)
-    _choice(cfg, "training.precision", ("float32", "mixed_bfloat16", "mixed_float16"))
+    _choice(cfg, "training.precision", ("auto", "float32", "mixed_bfloat16", "mixed_float16"))
+    _whole(cfg, "training.echo_views", 0)
+    _whole(cfg, "training.train_eval_sample", 1, allow_none=True)
     _choice(cfg, "training.verbose", ("auto", 0, 1, 2))
     _choice(cfg, "training.feature_cache", ("auto", False))
     _choice(cfg, "training.jit_compile", ("auto", True, False))
@@ -93,5 +100,6 @@ def validate_training(cfg: DictConfig) -> None:
         isinstance(v, str | int | float | bool) for v in tags.values()
     ):
         raise UserError(f"tracking.tags: {tags!r} is not a mapping of tag names to values")
+    _choice(cfg, "backbone.freeze_batchnorm", (True, False))
     if cfg.backbone.fine_tune is not None and not isinstance(cfg.backbone.fine_tune, str):
         raise UserError(f"backbone.fine_tune: {cfg.backbone.fine_tune!r} is not null, all or a layer name")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src import UserError
 
@@ -51,12 +51,16 @@ def _train(
 ) -> dict[str, float]:
     import keras
 
-    from src import features, model, tracking
+    from src import features, model, precision, tracking
     from src.evaluate import evaluate
 
     keras.utils.set_random_seed(cfg.training.seed)
     set_determinism(cfg.training.deterministic)
-    model.set_precision(cfg.training.precision)
+    requested = cfg.training.precision
+    if requested == "auto" and not cfg.training.enabled:
+        requested = "float32"  # nothing trains: the registered model computes as it was saved
+    policy, chosen_by = precision.choose(requested, cfg.training.precision_probe)
+    model.set_precision(policy)
     log.info("data: %s %s from %s", digits.name, digits.sizes(), digits.source)
     if cfg.training.enabled:
         network = model.build_model(cfg, strict=cfg.strict)
@@ -76,29 +80,39 @@ def _train(
         tracking.log_distribution(distribution.replicas, distribution.devices)
         tracking.log_dataset(digits)
         tracking.log_fallbacks(fallbacks)
+        tracking.log_precision(policy, chosen_by)
 
-        # what gets scored: the whole model on digits (the fast twin of a frozen backbone's), or (feature
-        # cache) the top on backbone features
+        # what gets scored: the whole model on digits (the fast twin of a frozen backbone's), or the top
+        # on backbone features (cached or echoed)
         scorer = network.trainee if cfg.training.enabled else net
         inputs = {"train": digits.x_train, "validation": digits.x_val, "test": digits.x_test}
         inputs = {split: x[..., None] for split, x in inputs.items()}
         if cfg.training.enabled:
-            reason = features.unusable_because(cfg, network)
-            if reason is None:
+            route, why = features.route(cfg, network)
+            log.info("training route: %s (%s)", route, why)
+            tracking.log_route(route, why)
+            augment = augmentation(cfg)
+            if route != "exact":
                 inputs, source, seconds, test_seconds = features.backbone_features(
                     network,
                     digits,
                     cfg.training.feature_cache_dir,
                     batch_size=max(256, cfg.training.batch_size),
+                    augment=augment if route == "echoed" else None,
+                    views=cfg.training.echo_views,
+                    echo={
+                        "augmentation": OmegaConf.to_container(cfg.augmentation.layers),
+                        "views": cfg.training.echo_views,
+                        "seed": cfg.training.seed,
+                    },
                 )
                 scorer = network.top
                 tracking.log_feature_cache(source, seconds, test_seconds)
             else:
-                log.info("feature cache not used: %s", reason)
-                tracking.log_feature_cache(f"off: {reason}", None)
+                tracking.log_feature_cache(f"off: {why}", None)
             checkpoints = _checkpoint_dir(cfg, active.info.run_id) if cfg.training.checkpoints else None
             history, seconds = fit(
-                scorer, inputs, digits, cfg, cached=reason is None, checkpoints=checkpoints
+                scorer, inputs, digits, cfg, route=route, augment=augment, checkpoints=checkpoints
             )
             losses = history.get("loss", [])
             if losses and not all(map(math.isfinite, losses)):
@@ -107,9 +121,15 @@ def _train(
                     "registered (try a smaller training.optimizer.learning_rate)"
                 )
             tracking.log_training(seconds)
-            tracking.log_evaluation(
-                evaluate(scorer, inputs["train"], digits.y_train, "train"), prefix="final_train_"
-            )
+            # the training split is scored on a fixed sample (training.train_eval_sample digits): its
+            # scores only show how far training and validation drift apart
+            sample = evaluation_sample(len(digits.y_train), cfg.training.train_eval_sample)
+            if route == "cached":
+                train_scores = evaluate(scorer, inputs["train"][sample], digits.y_train[sample], "train")
+            else:  # the echoed features are of augmented digits: score the digits themselves
+                x = digits.x_train[sample][..., None]
+                train_scores = evaluate(network.trainee, x, digits.y_train[sample], "train")
+            tracking.log_evaluation(train_scores, prefix="final_train_")
             validation = evaluate(scorer, inputs["validation"], digits.y_val, "validation")
             tracking.log_evaluation(validation, prefix="final_val_")
 
@@ -129,38 +149,80 @@ def _train(
     return scores
 
 
+def augmentation(cfg: DictConfig):
+    """The configured augmentation layers as one Keras layer (None: no augmentation)."""
+    import keras
+    from hydra.utils import instantiate
+
+    layers = [instantiate(layer) for layer in cfg.augmentation.layers]
+    return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def optimizer(optimizer_cfg: DictConfig, total_steps: int):
+    """The configured optimizer; `total_steps: auto` anywhere in it (a schedule's length) becomes the
+    run's number of training steps, known once the data and batch size are."""
+    from hydra.utils import instantiate
+
+    def fill(node):
+        if isinstance(node, dict):
+            return {
+                k: total_steps if k == "total_steps" and v == "auto" else fill(v) for k, v in node.items()
+            }
+        return [fill(v) for v in node] if isinstance(node, list) else node
+
+    return instantiate(fill(OmegaConf.to_container(optimizer_cfg, resolve=True)))
+
+
+def evaluation_sample(size: int, limit: int | None):
+    """The indices of a fixed sample of `limit` of `size` digits (all of them when limit is None)."""
+    import numpy as np
+
+    if limit is None or limit >= size:
+        return np.arange(size)
+    return np.sort(np.random.default_rng(0).choice(size, limit, replace=False))
+
+
 def fit(
-    trainee, inputs: dict, digits, cfg: DictConfig, cached: bool = False, checkpoints: str | None = None
+    trainee,
+    inputs: dict,
+    digits,
+    cfg: DictConfig,
+    route: str = "exact",
+    augment=None,
+    checkpoints: str | None = None,
 ) -> tuple[dict, float]:
     """Compile and fit with the configured optimizer, augmentation and callbacks; logs every epoch.
 
-    `trainee` is the whole model on digits, or the top on cached backbone features. With `checkpoints`
-    (a directory) the training state is saved after every epoch and restored from there if present,
-    so an interrupted run continues where it stopped.
+    `trainee` is the whole model on digits (route "exact", augmented by `augment`), or the top on
+    backbone features ("cached"; "echoed": one of several augmented views per digit each epoch). With
+    `checkpoints` (a directory) the training state is saved after every epoch and restored from there
+    if present, so an interrupted run continues where it stopped.
     """
     import keras
     from hydra.utils import instantiate
 
-    from src import data, tracking
+    from src import data, features, tracking
 
-    layers = [instantiate(layer) for layer in cfg.augmentation.layers]
-    augment = keras.Sequential(layers, name="augmentation") if layers else None
     batch_size = cfg.training.batch_size
-    train_ds = data.make_dataset(
-        inputs["train"],
-        digits.y_train,
-        batch_size,
-        shuffle=True,
-        augment=augment,
-        seed=cfg.training.seed,
-        deterministic=cfg.training.deterministic,
-    )
+    if route == "echoed":
+        train_ds = features.echo_dataset(inputs["train"], digits.y_train, batch_size, cfg.training.seed)
+    else:
+        train_ds = data.make_dataset(
+            inputs["train"],
+            digits.y_train,
+            batch_size,
+            shuffle=True,
+            augment=augment if route == "exact" else None,
+            seed=cfg.training.seed,
+            deterministic=cfg.training.deterministic,
+        )
     val_ds = data.make_dataset(inputs["validation"], digits.y_val, batch_size)
     steps = cfg.training.steps_per_execution
     mirrored = cfg.training.strategy == "mirrored"
+    cached = route != "exact"
     jit = cfg.training.jit_compile
     trainee.compile(
-        optimizer=instantiate(cfg.training.optimizer),
+        optimizer=optimizer(cfg.training.optimizer, cfg.training.epochs * len(train_ds)),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         # XLA fuses the top's small dense step (about 1.7x faster here); on the whole model it lost to
@@ -170,7 +232,7 @@ def fit(
         # MirroredStrategy, where Keras cannot run several steps per call: keras-team/keras#19246)
         steps_per_execution=(32 if cached and not mirrored else 1) if steps == "auto" else int(steps),
     )
-    callbacks = [instantiate(c) for c in cfg.training.callbacks.values()]
+    callbacks = [instantiate(c) for c in cfg.training.callbacks.values() if c is not None]
     logged_through = tracking.last_logged_epoch() if cfg.training.resume else -1
     # the logger comes before the checkpoint: a saved epoch is always a logged one
     callbacks.append(tracking.epoch_logger(logged_through))  # also stops a run whose loss is not finite

@@ -55,3 +55,48 @@ def test_unknown_backbone_fails_naming_the_valid_ones():
     for name in ("vgg16", "vgg19", "resnet50", "simple_cnn"):
         assert name in message
     assert "Traceback" not in message
+
+
+def test_the_fast_baseline_preset_changes_what_it_says_and_keeps_the_data_overrides(compose_cfg):
+    cfg = compose_cfg(
+        "+experiment=fast_baseline", "data=mnist", "data.path=/somewhere/mnist.npz", "training.seed=3"
+    )
+    assert cfg.backbone.name == "simple_cnn" and cfg.backbone.channels == 1 and cfg.input_size == 28
+    assert cfg.augmentation.layers == [] and cfg.training.callbacks.early_stopping is None
+    assert cfg.training.optimizer.learning_rate.total_steps == "auto"
+    assert cfg.data.name == "mnist" and cfg.data.path == "/somewhere/mnist.npz" and cfg.training.seed == 3
+
+
+def test_a_schedule_s_length_is_filled_in_from_the_run(compose_cfg):
+    import keras
+
+    from src.train import optimizer
+
+    cfg = compose_cfg("+experiment=fast_baseline")
+    adam = optimizer(cfg.training.optimizer, total_steps=400)
+    schedule = (
+        adam.learning_rate if not callable(getattr(adam, "_learning_rate", None)) else adam._learning_rate
+    )
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    rates = [float(schedule(step)) for step in (0, 100, 399)]
+    assert rates[0] == pytest.approx(0.0004) and rates[1] == pytest.approx(0.01)  # up over the first quarter
+    assert rates[2] < 1e-4  # and down by the end
+    assert adam.beta_1 == 0.7 and adam.beta_2 == 0.9
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["backbone.channels=1"], "vgg16 takes 3 channels"),
+        (["input_size=28"], "input_size: 28 is not a whole number >= 32"),
+        (["+experiment=fast_baseline", "input_size=4"], "input_size: 4 is not a whole number >= 8"),
+        (["training.echo_views=-1"], "training.echo_views"),
+        (["training.precision=fast"], "auto, float32"),
+        (["backbone.freeze_batchnorm=maybe"], "backbone.freeze_batchnorm"),
+    ],
+)
+def test_new_keys_are_checked_before_tensorflow(compose_cfg, overrides, message):
+    from src import UserError, config
+
+    with pytest.raises(UserError, match=message):
+        config.validate_training(compose_cfg(*overrides))

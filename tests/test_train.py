@@ -35,6 +35,8 @@ def test_the_issue_command_records_everything(store, tmp_path):
         "data.train_limit=512",
         "data.test_limit=256",
         "training.epochs=2",
+        "training.train_eval_sample=100",
+        "training.echo_views=1",  # two epochs: echoing pays from more epochs than views
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -53,6 +55,12 @@ def test_the_issue_command_records_everything(store, tmp_path):
     assert tags["data.name"] == "mnist_sample" and tags["data.test_size"] == "256"
     assert tags["fallback"] == "false"
     assert tags["registered_model"] == "handwritten-digits/1"
+    # the default route (frozen backbone, rotation): echoed features; the precision the probe chose
+    assert tags["training.route"] == "echoed" and "1 augmented view(s)" in tags["training.route.why"]
+    assert tags["feature_cache"] == "computed"
+    assert tags["precision"] in ("float32", "mixed_bfloat16") and tags["precision.chosen_by"].startswith(
+        "auto:"
+    )
     contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
     assert contexts == {"training", "validation", "test"}
 
@@ -66,9 +74,10 @@ def test_the_issue_command_records_everything(store, tmp_path):
         "config/config.yaml",
     } <= artifacts
     assert "config/hydra/overrides.yaml" in artifacts
-    counts = client.download_artifacts(run.info.run_id, "confusion_matrix/test.csv", str(tmp_path))
-    rows = np.loadtxt(counts, delimiter=",", skiprows=1, dtype=int)[:, 1:]
-    assert rows.sum() == 256
+    # the test set scored whole, the training split on its fixed sample (training.train_eval_sample)
+    for split, size in (("test", 256), ("train", 100), ("validation", int(tags["data.validation_size"]))):
+        counts = client.download_artifacts(run.info.run_id, f"confusion_matrix/{split}.csv", str(tmp_path))
+        assert np.loadtxt(counts, delimiter=",", skiprows=1, dtype=int)[:, 1:].sum() == size
 
     # a separate process loads the registered model by URI and predicts on raw uint8 digits
     script = (
