@@ -42,8 +42,14 @@ def train(
         tracking.use_store(cfg.tracking, create=False)
         tracking.check_resumable(cfg.training.resume, _checkpoint_dir(cfg, cfg.training.resume))
     distribution = distribute.make(cfg.training)  # before anything else touches TensorFlow's devices
-    with access.refusals(), distribution.strategy.scope():
-        return _train(cfg, digits, distribution, hydra_output_dir, sweep or {})
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    try:
+        with access.refusals(), distribution.strategy.scope():
+            return _train(cfg, digits, distribution, hydra_output_dir, sweep or {})
+    finally:  # the precision chosen for this run does not leak into what the process builds next
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _train(
