@@ -509,10 +509,8 @@ def main(argv: list[str] | None = None) -> int:
         if kio["time_to_target_s"]:
             r["fast_baseline_vs_keras_io_to_99"] = max(p["wall_s"] for p in preset) / kio["time_to_target_s"]
         if not quick:
-            longer = run(
-                "+experiment=fast_baseline", *full_data, "training.seed=1", f"training.epochs={LONG_EPOCHS}"
-            )
-            r["fast_baseline_long_epochs"] = LONG_EPOCHS
+            longer = run("+experiment=fast_baseline", *full_data, "training.seed=1", *LONGER)
+            r["fast_baseline_longer"] = " ".join(LONGER)
             r["fast_baseline_long_s"] = longer["wall_s"]
             r["fast_baseline_long_test_accuracy"] = longer["test_accuracy"]
             r["fast_baseline_long_vs_keras_io_15"] = longer["wall_s"] / kio["total_s"]
@@ -546,8 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# the fast_baseline preset's longer run, for the 99.4% row: two more epochs than the preset's two
-LONG_EPOCHS = 4
+# the fast_baseline preset trained longer, for the 99.4% row: at 4 epochs as it is, it ends near 99.4%
+# (99.41% and 99.40% at 4 and 6 epochs, seed 1); twice the filters and the study's rotation go further
+LONGER = ["training.epochs=6", "backbone.network.filters=[32,64]", "augmentation=rotation"]
 
 
 TARGETS = [
@@ -580,12 +579,12 @@ TARGETS = [
         "fast_baseline command / keras-io time to 99.0% (slowest seed)",
     ),
     ("fast_baseline_min_test_accuracy", ">=", 0.99, "fast_baseline test accuracy, worst seed"),
-    ("fast_baseline_long_test_accuracy", ">=", 0.994, f"fast_baseline, {LONG_EPOCHS} epochs: test accuracy"),
+    ("fast_baseline_long_test_accuracy", ">=", 0.994, "fast_baseline, longer: test accuracy"),
     (
         "fast_baseline_long_vs_keras_io_15",
         "<=",
         1.0,
-        f"fast_baseline, {LONG_EPOCHS} epochs / keras-io's 15 epochs",
+        "fast_baseline, longer / keras-io's 15 epochs",
     ),
 ]
 
