@@ -14,9 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,43 @@ ERROR_FILE = "error.txt"
 _SHORT = {"learning_rate": "lr", "batch_size": "bs"}
 
 
+@dataclass(frozen=True)
+class TrialEnd:
+    """What a job returns when it did not complete: `state` FAIL or PRUNED, and why.
+
+    The search (hydra/sweeper=optuna_search) tells Optuna that state; a grid sweep ignores it. Taken as a
+    number (hydra-optuna-sweeper's own loop does), it raises, and that sweeper records a failed trial.
+    """
+
+    state: str
+    message: str
+
+    def __float__(self) -> float:
+        raise TrialNotComplete(f"{self.state}: {self.message}")
+
+
+class TrialNotComplete(Exception):
+    pass
+
+
+class TrialPruned(Exception):
+    """Raised from a training the pruner stopped: its run ends KILLED, tagged sweep.trial_state=PRUNED."""
+
+    run_status = "KILLED"
+    tags = {"sweep.trial_state": "PRUNED"}
+
+
 class MlflowSweep(Callback):
     """Configured in conf/train.yaml (hydra.callbacks); does nothing for single runs."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from src import tracking
+        from hydra.core.hydra_config import HydraConfig
 
+        from src import search, tracking
+
+        # Hydra sets this once the sweeper starts; the sweep directory (${hydra:runtime.cwd}/...) and the
+        # study's storage need it now
+        HydraConfig.instance().set_config(config)
         sweep_dir = Path(config.hydra.sweep.dir)
         overrides = list(config.hydra.overrides.task)
         with _one_line_errors():
@@ -47,6 +78,7 @@ class MlflowSweep(Callback):
                 run_name=f"sweep-{sweep_dir.parent.name}-{sweep_dir.name}",
                 overrides=overrides,
                 sweep_dir=str(sweep_dir.absolute()),
+                tags=search.study_tags(config.hydra.sweeper),
             )
         # jobs may run on other machines (submitit, Ray) without this process's environment: they log
         # where the parent run is
@@ -62,7 +94,7 @@ class MlflowSweep(Callback):
             self._finish(config)
 
     def _finish(self, config: DictConfig) -> None:
-        from src import compare, tracking
+        from src import compare, search, tracking
 
         sweep_dir = Path(config.hydra.sweep.dir)
         info = json.loads((sweep_dir / SWEEP_FILE).read_text())
@@ -84,8 +116,44 @@ class MlflowSweep(Callback):
                     if error_file.exists()
                     else "the job ended before its run began",
                 )
+        verdict = too_many_failures(tracking.child_runs(parent_run_id), config.hydra.sweeper)
         compare.compare_sweep(parent_run_id, config.tracking)
-        tracking.end_sweep(parent_run_id)
+        search.log_study(parent_run_id, config.hydra.sweeper)
+        tracking.end_sweep(parent_run_id, "FAILED" if verdict else "FINISHED")
+        if verdict:
+            raise UserError(verdict)
+
+
+def too_many_failures(runs: list, sweeper: DictConfig) -> str | None:
+    """Why the sweep as a whole failed (None: it did not): a search stopped because more than
+    `max_failure_rate` of its `n_trials` failed, or every job failed. Pruned trials are not failures."""
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    if not failed:
+        return None
+    first = " ".join(failed[0].data.tags.get("error", "no error recorded").split())[:400]
+    rate, trials = sweeper.get("max_failure_rate"), sweeper.get("n_trials")
+    if rate is not None and trials and "pruner" in sweeper and len(failed) > rate * trials:
+        return (
+            f"the search stopped: {len(failed)} of its {trials} trials failed, more than "
+            f"hydra.sweeper.max_failure_rate={rate}; the first: {first}"
+        )
+    if len(failed) == len(runs):
+        return f"every job of the sweep failed ({len(failed)}); the first: {first}"
+    return None
+
+
+def abort(sweep_dir: str, message: str) -> None:
+    """Stop a sweep before its first job: the parent run ends FAILED with the reason, which is printed in
+    one line; exit code 2."""
+    import mlflow
+
+    from src import tracking
+
+    info = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())
+    mlflow.set_tracking_uri(info["tracking_uri"])
+    tracking.end_sweep(info["parent_run_id"], "FAILED", error=message)
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 @contextlib.contextmanager
@@ -102,15 +170,29 @@ def _one_line_errors() -> Iterator[None]:
 
 
 def job_context(hydra_cfg: DictConfig) -> dict[str, Any]:
-    """For a job of a sweep: its store and parent run, a run name saying what differs, and tags."""
+    """For a job of a sweep: its store and parent run, a run name saying what differs, tags, and for a
+    search's trial with a pruner, what reporting to the pruner needs."""
     info = json.loads((Path(hydra_cfg.sweep.dir) / SWEEP_FILE).read_text())
     overrides = list(hydra_cfg.overrides.task)
-    return {
+    tags = {"sweep.job_num": str(hydra_cfg.job.num), "sweep.overrides": " ".join(overrides)}
+    sweeper = hydra_cfg.sweeper
+    if sweeper.get("trial") is not None:
+        tags["optuna.trial"] = str(sweeper.trial)
+    context = {
         "tracking_uri": info["tracking_uri"],
         "parent_run_id": info["parent_run_id"],
         "run_name": run_name(overrides, info["overrides"]) or f"job{hydra_cfg.job.num}",
-        "tags": {"sweep.job_num": str(hydra_cfg.job.num), "sweep.overrides": " ".join(overrides)},
+        "tags": tags,
     }
+    pruner = str((sweeper.get("pruner") or {}).get("_target_", "optuna.pruners.NopPruner"))
+    if sweeper.get("trial") is not None and sweeper.get("storage") and not pruner.endswith("NopPruner"):
+        context["pruning"] = {
+            "storage": sweeper.storage,
+            "study_name": sweeper.study_name,
+            "trial": sweeper.trial,
+            "pruner": sweeper.pruner,
+        }
+    return context
 
 
 def run_name(job_overrides: list[str], sweep_overrides: list[str]) -> str:
@@ -146,7 +228,9 @@ def _job_overrides(job_dir: Path) -> list[str]:
     return list(yaml.safe_load(path.read_text()) or []) if path.exists() else []
 
 
-def record_job_error(output_dir: str, error: BaseException) -> float:
-    """A failed job leaves its error beside its log and gives the sweeper a failed score."""
+def record_job_error(output_dir: str, error: BaseException) -> TrialEnd:
+    """A failed job leaves its error beside its log and tells the sweeper it failed (or was pruned)."""
+    if isinstance(error, TrialPruned):
+        return TrialEnd("PRUNED", str(error))
     Path(output_dir, ERROR_FILE).write_text(f"{type(error).__name__}: {error}")
-    return math.nan
+    return TrialEnd("FAIL", f"{type(error).__name__}: {error}")

@@ -117,9 +117,26 @@ def _train(
             else:
                 tracking.log_feature_cache(f"off: {why}", None)
             checkpoints = _checkpoint_dir(cfg, active.info.run_id) if cfg.training.checkpoints else None
+            pruner = None
+            if "pruning" in sweep:  # a search's trial: the pruner may stop it after any epoch
+                from src.search import pruning_callback
+
+                pruner = pruning_callback(**sweep["pruning"], monitor="val_accuracy")
             history, seconds = fit(
-                scorer, inputs, digits, cfg, route=route, augment=augment, checkpoints=checkpoints
+                scorer,
+                inputs,
+                digits,
+                cfg,
+                route=route,
+                augment=augment,
+                checkpoints=checkpoints,
+                extra_callbacks=[pruner] if pruner else [],
             )
+            if pruner and pruner.pruned:
+                from src.sweep import TrialPruned
+
+                tracking.log_training(seconds)
+                raise TrialPruned(pruner.pruned)
             losses = history.get("loss", [])
             if losses and not all(map(math.isfinite, losses)):
                 raise TrainingDiverged(
@@ -144,9 +161,11 @@ def _train(
         log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
         if cfg.training.enabled:
             start = time.perf_counter()
-            tracking.log_model(net, cfg.tracking.registered_model)
-            if cfg.tracking.registered_model:
-                tracking.promote_champion(cfg.tracking.registered_model, **cfg.tracking.champion)
+            version = tracking.log_model(net, cfg.tracking.registered_model)
+            if version and not sweep:  # a sweep promotes its best configuration at its end
+                tracking.promote_champion(
+                    cfg.tracking.registered_model, **cfg.tracking.champion, candidates=[version]
+                )
             tracking.log_logging_time(time.perf_counter() - start)
     _announce(fallbacks)
     scores = {"test_accuracy": test.accuracy, "test_loss": test.loss}
@@ -196,6 +215,7 @@ def fit(
     route: str = "exact",
     augment=None,
     checkpoints: str | None = None,
+    extra_callbacks: list | None = None,
 ) -> tuple[dict, float]:
     """Compile and fit with the configured optimizer, augmentation and callbacks; logs every epoch.
 
@@ -242,6 +262,7 @@ def fit(
     logged_through = tracking.last_logged_epoch() if cfg.training.resume else -1
     # the logger comes before the checkpoint: a saved epoch is always a logged one
     callbacks.append(tracking.epoch_logger(logged_through))  # also stops a run whose loss is not finite
+    callbacks += extra_callbacks or []
     if checkpoints:
         callbacks.append(keras.callbacks.BackupAndRestore(backup_dir=checkpoints))
     callbacks.append(_INTERRUPTS.callback())  # last: an epoch it ends is logged and saved first
@@ -363,9 +384,24 @@ def _handle_interrupts() -> None:
         signal.signal(signum, _INTERRUPTS.handle)
 
 
+def _register_search_sweeper() -> None:
+    """hydra/sweeper=optuna_search lives in the hydra_plugins namespace, where Hydra looks for plugins,
+    but Hydra's scan cannot list a package that an editable install maps in: register it (and its
+    configs) before Hydra composes."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.handwritten_digits.optuna_search import OptunaSearch
+
+    Plugins.instance().register(OptunaSearch)
+
+
+_register_search_sweeper()
+
+
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    """Returns the validation accuracy, the score a sweeper (Optuna) maximises."""
+    """Returns the validation accuracy, the score a sweeper (Optuna) maximises; a sweep's job that failed
+    or was pruned returns a sweep.TrialEnd instead, so the sweep goes on."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -384,6 +420,9 @@ def main(cfg: DictConfig) -> float:
                 cfg.tracking.uri = context["tracking_uri"]
             scores = train(cfg, output_dir, sweep=context)
             return scores.get("val_accuracy", scores["test_accuracy"])
+        except sweep.TrialPruned as e:
+            log.info("trial pruned: %s", e)
+            return sweep.record_job_error(output_dir, e)
         except Exception as e:
             log.error("job failed: %s: %s", type(e).__name__, e, exc_info=not isinstance(e, UserError))
             return sweep.record_job_error(output_dir, e)
