@@ -12,39 +12,47 @@ import csv
 import io
 import logging
 import math
+import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig
 
 from src import UserError
+from src.sweep import run_name
 
 log = logging.getLogger("src.compare")
 
 RESULT_COLUMNS = [
     "status",
+    "val_accuracy",
     "test_accuracy",
-    "best_val_accuracy",
     "epochs_run",
     "training_time_s",
     "trainable_params",
     "total_params",
 ]
 _NOT_COMPARED = ("tracking.", "model.")
+# what tells repeats of one configuration apart
+SEED = "training.seed"
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def differing_params(runs) -> list[str]:
     """The params that tell the runs apart; a group whose `name` differs is shown by its name alone."""
-    keys = sorted({k for r in runs for k in r.data.params if not k.startswith(_NOT_COMPARED)})
-    differ = [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
+    logged = [r for r in runs if r.data.params]  # a job that failed before logging its config says nothing
+    keys = sorted({k for r in logged for k in r.data.params if not k.startswith(_NOT_COMPARED)})
+    differ = [k for k in keys if len({r.data.params.get(k) for r in logged}) > 1]
     named_groups = {k.rsplit(".", 1)[0] for k in differ if k.endswith(".name")}
     return [k for k in differ if k.endswith(".name") or k.split(".", 1)[0] not in named_groups]
 
 
 def comparison_rows(runs) -> tuple[list[str], list[dict], dict[str, list[float]]]:
-    """Columns, one row per run, and each run's validation accuracy per epoch."""
+    """Columns, one row per run, and each run's validation accuracy per epoch. `val_accuracy` scores the
+    registered weights on the validation split (what chooses); the test accuracy is only reported."""
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -60,17 +68,108 @@ def comparison_rows(runs) -> tuple[list[str], list[dict], dict[str, list[float]]
         row = {"run": name, **{k: p.get(k, "") for k in params}}
         row.update(
             {
-                "status": run.info.status,
+                # a trial the pruner stopped ends KILLED in MLflow and says so in a tag
+                "status": run.data.tags.get("sweep.trial_state", run.info.status),
+                "val_accuracy": metrics.get("final_val_accuracy"),
                 "test_accuracy": metrics.get("test_accuracy"),
-                "best_val_accuracy": max(history) if history else None,
                 "epochs_run": metrics.get("epochs_run"),
                 "training_time_s": metrics.get("training_time_s"),
                 "trainable_params": p.get("model.trainable_params", ""),
                 "total_params": p.get("model.total_params", ""),
+                "registered": run.data.tags.get("registered_model", ""),
+                "logged": bool(p),
             }
         )
         rows.append(row)
     return ["run", *params, *RESULT_COLUMNS], rows, curves
+
+
+@dataclass
+class Configuration:
+    """The runs of a comparison that differ only in seed, and their scores' mean and spread."""
+
+    name: str
+    runs: list[dict]
+    metric: str = "val_accuracy"
+
+    def scores(self, key: str) -> list[float]:
+        return [r[key] for r in self.runs if r["status"] == "FINISHED" and r.get(key) is not None]
+
+    def mean(self, key: str) -> float | None:
+        values = self.scores(key)
+        return statistics.fmean(values) if values else None
+
+    def std(self, key: str) -> float | None:
+        values = self.scores(key)
+        return statistics.stdev(values) if len(values) >= 2 else None
+
+
+def configurations(columns: list[str], rows: list[dict]) -> list[Configuration]:
+    """The rows grouped by every differing parameter but the seed, in order of first appearance."""
+    keys = [c for c in columns[1 : columns.index(RESULT_COLUMNS[0])] if c != SEED]
+    groups: dict[tuple, Configuration] = {}
+    for row in rows:
+        key = tuple(row.get(k, "") for k in keys)
+        # named as a sweep names its runs: `rotation`, `lr0.001-units=512` (a group by its choice)
+        named = [
+            (k.removesuffix(".name") if k.endswith(".name") else k, v) for k, v in zip(keys, key, strict=True)
+        ]
+        name = run_name([f"{k}={v}" for k, v in named if v != ""], [])
+        if not row.get("logged", True):  # a job that failed before logging its config stands alone
+            key, name = ("run", row["run"]), row["run"]
+        groups.setdefault(key, Configuration(name, [])).runs.append(row)
+    for group in groups.values():  # nothing tells them apart: a run by its name, repeats as "all runs"
+        group.name = group.name or (group.runs[0]["run"] if len(group.runs) == 1 else "all runs")
+    return list(groups.values())
+
+
+def ranked(groups: list[Configuration], metric: str = "val_accuracy", mode: str = "max") -> list:
+    """Configurations with a score, best first by the mean of `metric` over their finished runs."""
+    scored = [g for g in groups if g.mean(metric) is not None]
+    return sorted(scored, key=lambda g: g.mean(metric) if mode == "max" else -g.mean(metric), reverse=True)
+
+
+def summary_markdown(groups: list[Configuration], metric: str = "val_accuracy", mode: str = "max") -> str:
+    """Mean, standard deviation and n per configuration, ranked by the mean validation accuracy, and
+    whether each one's gap to the best is within seed noise."""
+    order = ranked(groups, metric, mode)
+    if not order:
+        return "No configuration has a finished run to rank.\n"
+    best = order[0]
+    columns = ["rank", "configuration", "n", "val mean", "val std", "test mean", "test std", "vs best"]
+    rows = []
+    for rank, group in enumerate(order, 1):
+        rows.append(
+            {
+                "rank": rank,
+                "configuration": group.name,
+                "n": len(group.scores(metric)),
+                "val mean": group.mean(metric),
+                "val std": group.std(metric),
+                "test mean": group.mean("test_accuracy"),
+                "test std": group.std("test_accuracy"),
+                "vs best": "best" if group is best else versus(group, best, metric),
+            }
+        )
+    failed = [g.name for g in groups if g not in order]
+    note = f"\nNo finished run: {', '.join(failed)}.\n" if failed else ""
+    return to_markdown(columns, rows) + note
+
+
+def versus(group: Configuration, best: Configuration, metric: str) -> str:
+    """The gap to the best configuration's mean, and whether it is within seed noise: Welch's t-test on
+    the two sets of seeds (p >= 0.05: no evidence the two differ). With a single run on either side the
+    spread is unknown, and the gap says nothing."""
+    from scipy import stats
+
+    gap = group.mean(metric) - best.mean(metric)
+    a, b = group.scores(metric), best.scores(metric)
+    if len(a) < 2 or len(b) < 2:
+        return f"{gap:+.4f}, n=1: no spread"
+    if np.std(a) == 0 and np.std(b) == 0:
+        return f"{gap:+.4f}" + (", within seed noise" if gap == 0 else "")
+    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return f"{gap:+.4f}, p={p:.2g}: " + ("within seed noise" if p >= 0.05 else "beyond seed noise")
 
 
 def _step(metric) -> tuple[int, int]:
@@ -106,26 +205,41 @@ def to_csv(columns: list[str], rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def write_comparison(runs, out_dir: Path, title: str) -> str:
-    """Table (CSV, Markdown) and charts into out_dir; returns the Markdown table."""
+def write_comparison(runs, out_dir: Path, title: str) -> tuple[str, list[Configuration]]:
+    """Table (CSV, Markdown) and charts into out_dir; returns the Markdown and the configurations.
+
+    Runs that differ only in `training.seed` are repeats of one configuration: the Markdown then adds a
+    summary (mean, standard deviation, n, ranked by mean validation accuracy) and the chart error bars.
+    """
     from src import plots
 
     columns, rows, curves = comparison_rows(runs)
+    groups = configurations(columns, rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = to_markdown(columns, rows)
+    if any(len(g.runs) > 1 for g in groups):
+        markdown += "\nBy configuration (repeats over seeds):\n\n" + summary_markdown(groups)
     (out_dir / "comparison.md").write_text(f"# {title}\n\n{markdown}")
     (out_dir / "comparison.csv").write_text(to_csv(columns, rows))
-    figure = plots.accuracy_bars_figure({r["run"]: r["test_accuracy"] for r in rows}, title)
-    figure.savefig(out_dir / "test_accuracy.png", dpi=100)
+    bars = {
+        g.name if any(len(g.runs) > 1 for g in groups) else g.runs[0]["run"]: {
+            split: (g.mean(key), g.std(key) or 0.0, len(g.scores(key)))
+            for split, key in (("validation", "val_accuracy"), ("test", "test_accuracy"))
+        }
+        for g in groups
+    }
+    figure = plots.accuracy_bars_figure(bars, title)
+    figure.savefig(out_dir / "accuracy.png", dpi=100)
     plots.plt.close(figure)
     figure = plots.val_accuracy_curves_figure(curves, title)
     figure.savefig(out_dir / "val_accuracy.png", dpi=100)
     plots.plt.close(figure)
-    return markdown
+    return markdown, groups
 
 
 def compare_sweep(parent_run_id: str, tracking_cfg: DictConfig) -> str:
-    """Build the sweep's comparison, log it on the parent run, print it, and promote the champion."""
+    """Build the sweep's comparison, log it on the parent run, print it, and offer the sweep's best
+    configuration (by the mean validation score over its seeds) to the champion alias."""
     import tempfile
 
     import mlflow
@@ -138,17 +252,49 @@ def compare_sweep(parent_run_id: str, tracking_cfg: DictConfig) -> str:
     parent = mlflow.get_run(parent_run_id)
     title = f"{parent.info.run_name}: {len(runs)} runs"
     with tempfile.TemporaryDirectory() as tmp:
-        markdown = write_comparison(runs, Path(tmp), title)
+        markdown, groups = write_comparison(runs, Path(tmp), title)
         mlflow.MlflowClient().log_artifacts(parent_run_id, tmp, "comparison")
     print(f"\n{title}\n{markdown}", flush=True)
-    if tracking_cfg.registered_model:
-        champion = tracking.promote_champion(
-            tracking_cfg.registered_model, tracking_cfg.champion.metric, tracking_cfg.champion.mode
-        )
-        if champion:
-            name = tracking_cfg.registered_model
-            print(f"champion by {tracking_cfg.champion.metric}: models:/{name}@champion = version {champion}")
+    order = ranked(groups)
+    if order:
+        best = order[0]
+        spread = f" +/- {best.std('val_accuracy'):.4f}" if best.std("val_accuracy") is not None else ""
+        n = len(best.scores("val_accuracy"))
+        print(f"best by validation accuracy: {best.name} ({best.mean('val_accuracy'):.4f}{spread}, n={n})")
+        mlflow.MlflowClient().set_tag(parent_run_id, "sweep.best", best.name)
+        if tracking_cfg.registered_model:
+            print(offer_champion(tracking_cfg, best))
     return markdown
+
+
+def offer_champion(tracking_cfg: DictConfig, best: Configuration) -> str:
+    """Promote the best configuration's best version if it beats the champion by min_delta; says what
+    happened."""
+    from src import tracking
+
+    name, champion = tracking_cfg.registered_model, tracking_cfg.champion
+    versions = [
+        r["registered"].rsplit("/", 1)[-1]
+        for r in best.runs
+        if r["status"] == "FINISHED" and r["registered"].startswith(f"{name}/")
+    ]
+    if not versions:
+        return f"champion: the best configuration registered no version of {name}"
+    scores = tracking.version_scores(name, champion.metric)
+    candidate = tracking.best_version(name, champion.metric, champion.mode, versions)
+    settled = tracking.promote_champion(
+        name, champion.metric, champion.mode, champion.get("min_delta", 0.0), candidates=versions
+    )
+    if candidate is None:
+        return f"champion: no version of the best configuration has {champion.metric}"
+    if settled == candidate:
+        score = scores[candidate]
+        return f"champion by {champion.metric}: models:/{name}@champion = version {settled} ({score:.4f})"
+    return (
+        f"champion stays version {settled} ({champion.metric} {scores.get(settled, float('nan')):.4f}): the "
+        f"sweep's best, version {candidate} ({scores[candidate]:.4f}), does not beat it by "
+        f"tracking.champion.min_delta={champion.get('min_delta', 0.0)}"
+    )
 
 
 def find_sweep(ref: str) -> str:
@@ -265,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default=None, help="where --filter writes its table and charts")
     parser.add_argument(
-        "overrides", nargs="*", help="tracking overrides, e.g. tracking.champion.metric=test_loss"
+        "overrides", nargs="*", help="tracking overrides, e.g. tracking.champion.min_delta=0.002"
     )
     args = parser.parse_args(argv)
     from src import access
@@ -281,9 +427,10 @@ def main(argv: list[str] | None = None) -> int:
 def _compare(args) -> int:
     import mlflow
 
-    from src import access, tracking
+    from src import access, config, tracking
 
     cfg = tracking_config(args.overrides)
+    config.validate_champion(cfg)
     tracking.use_store(cfg, create=False)
     if args.sweep:
         compare_sweep(find_sweep(args.sweep), cfg)
@@ -305,7 +452,7 @@ def _compare(args) -> int:
     if not runs:
         raise UserError(f"--filter: no runs match {args.filter!r}")
     out_dir = Path(args.out or Path("experiments", "compare", time.strftime("%Y-%m-%d_%H-%M-%S")))
-    print(write_comparison(runs, out_dir, f"{len(runs)} runs matching {args.filter}"))
+    print(write_comparison(runs, out_dir, f"{len(runs)} runs matching {args.filter}")[0])
     print(f"written to {out_dir}")
     return 0
 

@@ -77,7 +77,7 @@ def validate_training(cfg: DictConfig) -> None:
     _choice(cfg, "training.verbose", ("auto", 0, 1, 2))
     _choice(cfg, "training.feature_cache", ("auto", False))
     _choice(cfg, "training.jit_compile", ("auto", True, False))
-    _choice(cfg, "tracking.champion.mode", ("max", "min"))
+    validate_champion(cfg.tracking)
     if cfg.training.steps_per_execution != "auto":
         _whole(cfg, "training.steps_per_execution", 1)
         if cfg.training.strategy == "mirrored" and cfg.training.steps_per_execution > 1:
@@ -103,3 +103,18 @@ def validate_training(cfg: DictConfig) -> None:
     _choice(cfg, "backbone.freeze_batchnorm", (True, False))
     if cfg.backbone.fine_tune is not None and not isinstance(cfg.backbone.fine_tune, str):
         raise UserError(f"backbone.fine_tune: {cfg.backbone.fine_tune!r} is not null, all or a layer name")
+
+
+def validate_champion(tracking: DictConfig) -> None:
+    """The champion is chosen on validation (or training) scores: the test set never chooses."""
+    metric = str(tracking.champion.metric)
+    if metric.startswith("test_"):
+        raise UserError(
+            f"tracking.champion.metric={metric}: the test set never chooses a model; use a validation "
+            "metric, e.g. final_val_accuracy (or final_val_loss with mode=min)"
+        )
+    if tracking.champion.mode not in ("max", "min"):
+        raise UserError(f"tracking.champion.mode={tracking.champion.mode}: choose one of max, min")
+    delta = tracking.champion.get("min_delta", 0.0)
+    if isinstance(delta, bool) or not isinstance(delta, int | float) or delta < 0:
+        raise UserError(f"tracking.champion.min_delta={delta}: a number of at least 0")

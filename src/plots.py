@@ -56,16 +56,41 @@ def misclassified_figure(images: np.ndarray, labels: np.ndarray, probabilities: 
     return fig
 
 
-def accuracy_bars_figure(accuracies: dict[str, float | None], title: str):
-    names = [name if len(name) <= 24 else name[:23] + "…" for name in accuracies]
-    values = [v if v is not None else 0.0 for v in accuracies.values()]
-    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names) + 2), 4))
-    bars = ax.bar(names, values, color="tab:blue")
-    for bar, value in zip(bars, accuracies.values(), strict=True):
-        label = "failed" if value is None else f"{value:.4f}"
-        ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom")
-    ax.set(ylabel="test accuracy", ylim=(0, 1.08), title=title)
+def accuracy_bars_figure(scores: dict[str, dict[str, tuple]], title: str):
+    """Validation and test accuracy per configuration, {name: {split: (mean, std, n)}}: the mean of its
+    finished runs, with the standard deviation as an error bar when it has more than one."""
+    names = [name if len(name) <= 24 else name[:23] + "…" for name in scores]
+    splits = ["validation", "test"]
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.4 * len(names) + 3.5), 4.5))
+    width = 0.38
+    for i, (split, color) in enumerate(zip(splits, ("tab:blue", "tab:orange"), strict=True)):
+        means = [s[split][0] for s in scores.values()]
+        x = np.arange(len(names)) + (i - 0.5) * width
+        bars = ax.bar(
+            x,
+            [m if m is not None else 0.0 for m in means],
+            width,
+            yerr=[s[split][1] for s in scores.values()],
+            capsize=4,
+            color=color,
+            label=split,
+        )
+        for bar, (mean, std, n) in zip(bars, (s[split] for s in scores.values()), strict=True):
+            label = "failed" if mean is None else f"{mean:.4f}" + (f"\n±{std:.4f}\nn={n}" if n > 1 else "")
+            top = (bar.get_x() + bar.get_width() / 2, bar.get_height() + std)
+            ax.annotate(
+                label, top, ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points"
+            )
+    ax.set_xticks(np.arange(len(names)), names)
+    # zoomed on the scores, so that differences and error bars of a tenth of a point show
+    ends = [(m - d, m + d) for s in scores.values() for m, d, _ in s.values() if m is not None]
+    low = min((e[0] for e in ends), default=0.0)
+    high = max((e[1] for e in ends), default=1.0)
+    pad = max(0.002, 0.25 * (high - low))
+    ax.set(ylabel="accuracy (mean ± std over seeds)", ylim=(max(0.0, low - 2 * pad), high + 2 * pad))
+    ax.set_title(title)
     ax.tick_params(axis="x", rotation=30)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 

@@ -11,7 +11,7 @@ import subprocess
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 import mlflow
@@ -120,8 +120,10 @@ def run(
         raise
     except BaseException as e:
         mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:5000])
-        mlflow.log_text(traceback.format_exc(), "error/traceback.txt")
-        mlflow.end_run("FAILED")
+        mlflow.set_tags(getattr(e, "tags", {}))
+        if getattr(e, "run_status", "FAILED") == "FAILED":  # a trial the pruner stopped ends KILLED
+            mlflow.log_text(traceback.format_exc(), "error/traceback.txt")
+        mlflow.end_run(getattr(e, "run_status", "FAILED"))
         raise
     else:
         mlflow.end_run("FINISHED")
@@ -371,8 +373,8 @@ def model_signature():
     )
 
 
-def log_model(model, registered_model: str | None):
-    """Log the Keras model with its signature (and summary) and register it as a new version."""
+def log_model(model, registered_model: str | None) -> str | None:
+    """Log the Keras model with its signature (and summary) and register it; returns the new version."""
     import keras
     import tensorflow as tf
 
@@ -388,11 +390,12 @@ def log_model(model, registered_model: str | None):
     info = mlflow.keras.log_model(
         model, name=MODEL_ARTIFACT, signature=model_signature(), pip_requirements=requirements
     )
-    if registered_model:
-        version = _retry_races(mlflow.register_model, info.model_uri, registered_model).version
-        mlflow.set_tag("registered_model", f"{registered_model}/{version}")
-        log.info("registered %s version %s", registered_model, version)
-    return info
+    if not registered_model:
+        return None
+    version = str(_retry_races(mlflow.register_model, info.model_uri, registered_model).version)
+    mlflow.set_tag("registered_model", f"{registered_model}/{version}")
+    log.info("registered %s version %s", registered_model, version)
+    return version
 
 
 # A store write that lost a race with a parallel client: SQLite's and PostgreSQL's words for a key
@@ -412,19 +415,36 @@ def _retry_races(call, *args, attempts: int = 6, **kwargs):
             time.sleep(0.2 * 2**attempt)
 
 
-def best_version(registered_model: str, metric: str, mode: str = "max") -> str | None:
-    """The registered version whose run is best by `metric` (ties: the older version), None if none has it."""
+def version_scores(registered_model: str, metric: str) -> dict[str, float]:
+    """Each registered version's `metric` (from its run), for the versions whose run has a finite one."""
     client = mlflow.MlflowClient()
-    best: tuple[float, int] | None = None
+    scores = {}
     for version in client.search_model_versions(f"name='{registered_model}'"):
         value = client.get_run(version.run_id).data.metrics.get(metric)
-        if value is None or not np.isfinite(value):
-            continue
-        score = value if mode == "max" else -value
-        number = int(version.version)
-        if best is None or score > best[0] or (score == best[0] and number < best[1]):
-            best = (score, number)
-    return None if best is None else str(best[1])
+        if value is not None and np.isfinite(value):
+            scores[str(version.version)] = value
+    return scores
+
+
+def best_version(
+    registered_model: str, metric: str, mode: str = "max", candidates: Collection[str] | None = None
+) -> str | None:
+    """The version best by `metric` among `candidates` (None: all versions; ties: the older version)."""
+    return _best(version_scores(registered_model, metric), mode, candidates)
+
+
+def _best(scores: dict[str, float], mode: str, candidates: Collection[str] | None) -> str | None:
+    eligible = [v for v in scores if candidates is None or v in candidates]
+    sign = 1 if mode == "max" else -1
+    return min(eligible, key=lambda v: (-sign * scores[v], int(v)), default=None)
+
+
+def beats(new: float, old: float | None, mode: str = "max", min_delta: float = 0.0) -> bool:
+    """Whether a score `new` replaces `old`: better, and by at least min_delta (no old score: yes)."""
+    if old is None:
+        return True
+    gain = new - old if mode == "max" else old - new
+    return gain > 0 and gain >= min_delta
 
 
 def champion_version(registered_model: str) -> str | None:
@@ -433,8 +453,16 @@ def champion_version(registered_model: str) -> str | None:
     return str(aliases[CHAMPION]) if CHAMPION in aliases else None
 
 
-def promote_champion(registered_model: str, metric: str, mode: str = "max", rounds: int = 20) -> str | None:
-    """Point the alias `champion` at the version whose run is best by `metric` so far; returns it.
+def promote_champion(
+    registered_model: str,
+    metric: str,
+    mode: str = "max",
+    min_delta: float = 0.0,
+    candidates: Collection[str] | None = None,
+    rounds: int = 20,
+) -> str | None:
+    """Point the alias `champion` at the best version by `metric` among `candidates` (None: all), if it
+    beats the current champion by at least `min_delta`; returns the champion.
 
     Safe when several trainings and sweeps promote at once, on any store: the alias is set, then read
     back with the versions, and set again until the two agree. A promotion that decided on an older list
@@ -443,25 +471,45 @@ def promote_champion(registered_model: str, metric: str, mode: str = "max", roun
     """
     client = mlflow.MlflowClient()
     for _ in range(rounds):
-        best = best_version(registered_model, metric, mode)
-        if best is None or champion_version(registered_model) == best:
-            return best
-        _retry_races(client.set_registered_model_alias, registered_model, CHAMPION, best)
+        scores = version_scores(registered_model, metric)
+        best = _best(scores, mode, candidates)
+        current = champion_version(registered_model)
+        target = best
+        if best is None or (current and not beats(scores[best], scores.get(current), mode, min_delta)):
+            target = current
+        if target is None or current == target:
+            return target
+        _retry_races(client.set_registered_model_alias, registered_model, CHAMPION, target)
     raise RuntimeError(f"the alias {CHAMPION} of {registered_model} did not settle in {rounds} rounds")
 
 
-def start_sweep(experiment_id: str, run_name: str, overrides: list[str], sweep_dir: str) -> str:
+def start_sweep(
+    experiment_id: str,
+    run_name: str,
+    overrides: list[str],
+    sweep_dir: str,
+    tags: Mapping[str, str] | None = None,
+) -> str:
     """The parent run of a sweep, left RUNNING (children need an active parent) until end_sweep."""
     run = mlflow.MlflowClient().create_run(
         experiment_id,
         run_name=run_name,
-        tags={"sweep": "true", "sweep.dir": sweep_dir, "sweep.overrides": " ".join(overrides), **_git_tags()},
+        tags={
+            "sweep": "true",
+            "sweep.dir": sweep_dir,
+            "sweep.overrides": " ".join(overrides),
+            **_git_tags(),
+            **(tags or {}),
+        },
     )
     return run.info.run_id
 
 
-def end_sweep(parent_run_id: str) -> None:
-    mlflow.MlflowClient().set_terminated(parent_run_id, "FINISHED")
+def end_sweep(parent_run_id: str, status: str = "FINISHED", error: str | None = None) -> None:
+    client = mlflow.MlflowClient()
+    if error:
+        client.set_tag(parent_run_id, "error", error[:5000])
+    client.set_terminated(parent_run_id, status)
 
 
 def child_runs(parent_run_id: str) -> list:

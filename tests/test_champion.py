@@ -43,10 +43,10 @@ def model(kind, tmp_path, postgresql, request) -> str:
 
 
 def register(model: str, accuracy: float) -> str:
-    """A finished run with this test accuracy, registered as the model's next version."""
+    """A finished run with this validation accuracy, registered as the model's next version."""
     client = mlflow.MlflowClient()
     with mlflow.start_run() as run:
-        mlflow.log_metric("test_accuracy", accuracy)
+        mlflow.log_metric("final_val_accuracy", accuracy)
     with contextlib.suppress(mlflow.exceptions.MlflowException):  # the first one creates the model
         client.create_registered_model(model)
     source = f"{run.info.artifact_uri}/model"
@@ -59,7 +59,7 @@ def promote_in_threads(model: str, count: int) -> tuple[list, list]:
 
     def promote(i):
         try:
-            results[i] = tracking.promote_champion(model, "test_accuracy")
+            results[i] = tracking.promote_champion(model, "final_val_accuracy")
         except Exception as e:  # noqa: BLE001 - a crashed promotion is what the test looks for
             errors.append(e)
 
@@ -164,12 +164,12 @@ def test_a_promotion_that_decided_on_fewer_versions_and_wrote_last_is_mended(mod
     monkeypatch.setattr(mlflow.MlflowClient, "set_registered_model_alias", held_write)
     late = {}
     thread = threading.Thread(
-        target=lambda: late.update(result=tracking.promote_champion(model, "test_accuracy")), name="late"
+        target=lambda: late.update(result=tracking.promote_champion(model, "final_val_accuracy")), name="late"
     )
     thread.start()
     assert decided.wait(60)  # it saw only the first version and is about to point the alias at it
     second = register(model, 0.99)
-    assert tracking.promote_champion(model, "test_accuracy") == second
+    assert tracking.promote_champion(model, "final_val_accuracy") == second
     go_on.set()
     thread.join(60)
     assert late["result"] == second != first

@@ -93,6 +93,8 @@ def test_a_schedule_s_length_is_filled_in_from_the_run(compose_cfg):
         (["training.echo_views=-1"], "training.echo_views"),
         (["training.precision=fast"], "auto, float32"),
         (["backbone.freeze_batchnorm=maybe"], "backbone.freeze_batchnorm"),
+        (["tracking.champion.metric=test_accuracy"], "the test set never chooses"),
+        (["tracking.champion.min_delta=-0.1"], "tracking.champion.min_delta"),
     ],
 )
 def test_new_keys_are_checked_before_tensorflow(compose_cfg, overrides, message):

@@ -45,7 +45,7 @@ def _check_sweep_structure(uri: str, varied: tuple[str, list[str]] = BACKBONES) 
     assert _artifacts(parent.info.run_id, "comparison") == {
         "comparison/comparison.csv",
         "comparison/comparison.md",
-        "comparison/test_accuracy.png",
+        "comparison/accuracy.png",
         "comparison/val_accuracy.png",
     }
     table = mlflow.MlflowClient().download_artifacts(parent.info.run_id, "comparison/comparison.csv")
@@ -53,17 +53,18 @@ def _check_sweep_structure(uri: str, varied: tuple[str, list[str]] = BACKBONES) 
     assert lines[0].split(",")[:3] == ["run", key, "status"]
     assert len(lines) == 4 and all(",FINISHED," in line for line in lines[1:])
 
-    best = max(children, key=lambda c: (c.data.metrics["test_accuracy"], -c.info.start_time))
+    # the champion is the best by validation accuracy (the test accuracy is only reported)
+    best_value = max(c.data.metrics["final_val_accuracy"] for c in children)
     champion = mlflow.MlflowClient().get_model_version_by_alias("handwritten-digits", "champion")
-    best_value = best.data.metrics["test_accuracy"]
-    assert mlflow.get_run(champion.run_id).data.metrics["test_accuracy"] == best_value
+    assert mlflow.get_run(champion.run_id).data.metrics["final_val_accuracy"] == best_value
 
 
 @pytest.mark.slow
 def test_smoke_sweep_groups_and_compares_its_runs(smoke_sweep):
     _check_sweep_structure(smoke_sweep["uri"])
     out = smoke_sweep["stdout"]
-    assert "| run " in out and "best_val_accuracy" in out and "models:/handwritten-digits@champion" in out
+    assert "| run " in out and "val_accuracy" in out and "models:/handwritten-digits@champion" in out
+    assert "best by validation accuracy: " in out
 
 
 @pytest.mark.slow
@@ -107,27 +108,159 @@ def test_a_failed_job_shows_in_the_comparison_and_stops_nothing(tmp_path):
     )  # fmt: skip
     assert picked.returncode == 0, picked.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == [
-        "comparison.csv", "comparison.md", "test_accuracy.png", "val_accuracy.png",
+        "accuracy.png", "comparison.csv", "comparison.md", "val_accuracy.png",
     ]  # fmt: skip
     assert "no_such_layer" not in (out / "comparison.csv").read_text()
 
 
 @pytest.mark.slow
-def test_optuna_search_preset_runs_trials_as_children(tmp_path):
+def test_repeats_over_seeds_are_compared_by_mean_and_spread(tmp_path):
     uri = new_store(tmp_path)
     result = run_cli(
-        "src.train", "+experiment=[hparam_search,smoke]", "hydra.sweeper.n_trials=2", "backbone=simple_cnn",
+        "src.train", "-m", "+experiment=fast_baseline", "data=mnist_sample", "data.train_limit=256",
+        "data.test_limit=64", "training.epochs=1", "augmentation=none,rotation", "training.seed=1,2,3",
         f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Best value" in result.stdout + result.stderr
     use_store(uri)
     parent, children = _sweep_runs()
-    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
-    rates = {c.data.params["training.optimizer.learning_rate"] for c in children}
-    assert len(rates) == 2 and all(1e-4 <= float(r) <= 1e-2 for r in rates)
-    assert all(c.info.run_name.startswith("lr") for c in children)
-    assert "comparison/comparison.md" in _artifacts(parent.info.run_id, "comparison")
+    assert len(children) == 6
+    table = Path(
+        mlflow.MlflowClient().download_artifacts(parent.info.run_id, "comparison/comparison.md")
+    ).read_text()
+    summary = table.split("By configuration (repeats over seeds):")[1]
+    rows = [line for line in summary.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")]
+    assert len(rows) == 2 and all(" | 3 " in row for row in rows)  # n=3 per configuration
+
+    # the best configuration is the one with the higher mean validation accuracy, and the champion is
+    # one of its runs
+    def mean_val(name):
+        runs = [c for c in children if c.data.params["augmentation.name"] == name]
+        return sum(c.data.metrics["final_val_accuracy"] for c in runs) / len(runs)
+
+    best = max(["none", "rotation"], key=mean_val)
+    assert rows[0].split("|")[2].strip() == best
+    assert parent.data.tags["sweep.best"] == best
+    import statistics
+
+    from scipy import stats
+
+    scores = {
+        name: [
+            c.data.metrics["final_val_accuracy"]
+            for c in children
+            if c.data.params["augmentation.name"] == name
+        ]
+        for name in ("none", "rotation")
+    }
+    if statistics.pstdev(scores["none"]) == statistics.pstdev(scores["rotation"]) == 0:
+        within = scores["none"][0] == scores["rotation"][0]
+    else:
+        within = stats.ttest_ind(scores["none"], scores["rotation"], equal_var=False).pvalue >= 0.05
+    assert "best" in rows[0] and ("within seed noise" in rows[1]) == within
+    champion = mlflow.MlflowClient().get_model_version_by_alias("handwritten-digits", "champion")
+    assert mlflow.get_run(champion.run_id).data.params["augmentation.name"] == best
+    assert f"best by validation accuracy: {best}" in result.stdout
+
+
+def _search(tmp_path, uri, name, *overrides):
+    return run_cli(
+        "src.train", "+experiment=[hparam_search,smoke]", "backbone=simple_cnn", "training.epochs=2",
+        f"hydra.sweep.dir={tmp_path / name}", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
+        *overrides, env={"MLFLOW_TRACKING_URI": uri},
+    )  # fmt: skip
+
+
+def _study(tmp_path):
+    import optuna
+
+    from src.search import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    return optuna.load_study(study_name="hparam_search", storage=storage)
+
+
+@pytest.mark.slow
+def test_a_search_survives_failed_trials_continues_its_study_and_prunes(tmp_path):
+    uri = new_store(tmp_path)
+    # a search space holding an invalid value: a dense layer of 0 units fails to build
+    space = ["top.layers.2.units=choice(64,0)", "hydra.sweeper.max_failure_rate=0.5"]
+    first = _search(tmp_path, uri, "first", "hydra.sweeper.n_trials=4", *space)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Best value" in first.stdout + first.stderr
+    states = [t.state.name for t in _study(tmp_path).trials]
+    assert sorted(states) == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"]
+    use_store(uri)
+    parent, children = _sweep_runs()
+    status = sorted(c.info.status for c in children)
+    assert status == ["FAILED", "FINISHED", "FINISHED", "FINISHED"] and parent.info.status == "FINISHED"
+    failed = next(c for c in children if c.info.status == "FAILED")
+    assert "units" in failed.data.tags["error"] and failed.info.run_name.startswith("lr")
+    assert "units=0" in failed.info.run_name
+    rates = {c.data.params["training.optimizer.learning_rate"] for c in children if c.data.params}
+    assert len(rates) == 3 and all(1e-4 <= float(r) <= 1e-2 for r in rates)
+    assert parent.data.tags["optuna.study_name"] == "hparam_search"
+    assert parent.data.tags["optuna.storage"] == f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert _artifacts(parent.info.run_id, "optuna") == {
+        "optuna/optimization_history.png", "optuna/param_importances.png",
+    }  # fmt: skip
+    table = mlflow.MlflowClient().download_artifacts(parent.info.run_id, "comparison/comparison.md")
+    assert "FAILED" in Path(table).read_text()
+
+    # the same search again continues the study: two more trials, new points, numbered on from 4; this
+    # time a pruner stops every trial below 99% validation accuracy after its first epoch
+    again = _search(
+        tmp_path, uri, "again", "hydra.sweeper.n_trials=2", *space,
+        "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=0.99",
+        "hydra.sweeper.pruner.n_warmup_steps=0",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = _study(tmp_path).trials
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4, 5]
+    assert sorted(t.state.name for t in trials[4:]) == ["FAIL", "PRUNED"]  # units=0 failed again
+    assert all(t.params not in [old.params for old in trials[:4]] for t in trials[4:])
+    latest = mlflow.search_runs(
+        search_all_experiments=True, filter_string="tags.sweep = 'true'", order_by=["start_time DESC"],
+        output_format="list",
+    )[0]  # fmt: skip
+    pruned = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.mlflow.parentRunId = '{latest.info.run_id}' and "
+        "tags.`sweep.trial_state` = 'PRUNED'", output_format="list",
+    )  # fmt: skip
+    assert len(pruned) == 1
+    assert all(r.info.status == "KILLED" and r.data.metrics["epochs_run"] == 1 for r in pruned)
+    assert all("registered_model" not in r.data.tags for r in pruned)  # a pruned trial registers nothing
+
+    # a changed search space cannot continue the study: one line, before any job
+    changed = _search(
+        tmp_path, uri, "changed", "hydra.sweeper.n_trials=1", "top.layers.2.units=choice(32,64)"
+    )
+    assert changed.returncode == 2 and len(_study(tmp_path).trials) == 6
+    assert changed.stderr.strip().splitlines()[-1].startswith("error: study hparam_search in sqlite:///")
+    assert "searched top.layers.2.units over other values" in changed.stderr
+
+
+@pytest.mark.slow
+def test_a_search_with_too_many_failures_ends_with_one_line(tmp_path):
+    # run as a user would, from a directory of their own with the preset's defaults: the sweep directory
+    # and the study's database are made in it
+    uri = new_store(tmp_path / "store")
+    result = run_cli(
+        "src.train", "+experiment=[hparam_search,smoke]", "backbone=simple_cnn", "hydra.sweeper.n_trials=3",
+        "top.layers.2.units=choice(0)", "hydra.sweeper.max_failure_rate=0.5",
+        cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri},
+    )  # fmt: skip
+    assert (tmp_path / "mlruns" / "optuna.db").is_file() and (tmp_path / "experiments" / "multirun").is_dir()
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the search stopped: 2 of its 3 trials failed, more than ")
+    assert "max_failure_rate=0.5" in last and "units" in last
+    assert [t.state.name for t in _study(tmp_path / "mlruns").trials] == ["FAIL", "FAIL"]
+    use_store(uri)
+    parent, children = _sweep_runs()
+    assert parent.info.status == "FAILED" and [c.info.status for c in children] == ["FAILED", "FAILED"]
+    assert parent.data.tags["optuna.storage"] == f"sqlite:///{tmp_path}/mlruns/optuna.db"
+    assert parent.data.tags["sweep.dir"].startswith(str(tmp_path / "experiments" / "multirun"))
 
 
 def test_compare_refuses_unknown_sweeps_and_bad_filters(store):

@@ -37,6 +37,7 @@ def test_the_issue_command_records_everything(store, tmp_path):
         "training.epochs=2",
         "training.train_eval_sample=100",
         "training.echo_views=1",  # two epochs: echoing pays from more epochs than views
+        f"training.feature_cache_dir={tmp_path / 'cache'}",  # not the checkout's, which earlier runs filled
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
