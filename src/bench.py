@@ -255,7 +255,49 @@ def train_command(store: str, workdir: Path, *overrides: str) -> dict:
         "data": run.data.tags["data.name"],
         "route": run.data.tags.get("training.route"),
         "precision": run.data.tags.get("precision"),
+        "run_id": run.info.run_id,
     }
+
+
+# the reading benchmark's sets: how many numbers of how many digits, the gaps between digits (a fraction
+# of a digit's width; negative: overlapping) and how much wider than MNIST's each digit is drawn
+READING_SETS = {
+    "spaced": {"digits": 5, "gaps": (0.2, 1.0), "stretch": (1.0, 1.0)},
+    "wide": {"digits": 3, "gaps": (0.3, 1.0), "stretch": (1.3, 1.7)},
+    "touching": {"digits": 2, "gaps": (-0.1, 0.0), "stretch": (1.0, 1.0)},
+}
+
+
+def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int) -> dict:
+    """Numbers composed from MNIST test digits (never trained on), read by the model as src.predict
+    reads a picture: exact numbers per set, digits right in the spaced set, the slowest picture."""
+    from src import segmentation
+    from src.compose import compose_number
+    from src.predict import Classifier
+
+    classifier = Classifier(model_uri, store)
+    rng = np.random.default_rng(0)
+    result: dict = {"reading_numbers_per_set": count}
+    slowest = 0.0
+    for name, spec in READING_SETS.items():
+        exact = right = total = 0
+        for _ in range(count):
+            chosen = rng.choice(len(x), spec["digits"], replace=False)
+            gray = compose_number([x[i] for i in chosen], rng, gaps=spec["gaps"], stretch=spec["stretch"])
+            start = time.perf_counter()
+            crops = segmentation.read_line(gray, classifier.probabilities)
+            slowest = max(slowest, time.perf_counter() - start)
+            read = "".join(str(int(np.argmax(c.probabilities))) for c in crops)
+            truth = "".join(map(str, y[chosen]))
+            exact += read == truth
+            if len(read) == len(truth):
+                right += sum(a == b for a, b in zip(read, truth, strict=True))
+            total += len(truth)
+        result[f"reading_{name}_exact"] = exact / count
+        if name == "spaced":
+            result["reading_spaced_digits_right"] = right / total
+    result["reading_slowest_picture_s"] = slowest
+    return result
 
 
 def full_mnist(data_path: str | None) -> str | None:
@@ -515,6 +557,22 @@ def main(argv: list[str] | None = None) -> int:
             r["fast_baseline_long_test_accuracy"] = longer["test_accuracy"]
             r["fast_baseline_long_vs_keras_io_15"] = longer["wall_s"] / kio["total_s"]
 
+    step("reading: numbers composed from MNIST test digits")
+    if full_data:  # the first fast_baseline run above (2 epochs on full MNIST)
+        reader = mlflow.search_runs(
+            search_all_experiments=True,
+            filter_string="params.backbone.name = 'simple_cnn' and params.data.name = 'mnist'",
+            order_by=["start_time ASC"],
+            output_format="list",
+        )[0].info.run_id
+        digits = np.load(mnist)
+    else:
+        reader = run("+experiment=fast_baseline", "data=mnist_sample", "training.epochs=10")["run_id"]
+        digits = np.load(ROOT / "src/assets/mnist_sample.npz")
+    r.update(
+        reading(f"runs:/{reader}/model", store, digits["x_test"], digits["y_test"], 100 if quick else 300)
+    )
+
     if full_data and not quick:
         step("the default study against the data: 6k, 15k, 30k, 60k training digits")
         rows = []
@@ -566,6 +624,10 @@ TARGETS = [
     ("fast_baseline_min_test_accuracy", ">=", 0.99, "fast_baseline test accuracy, worst seed"),
     ("fast_baseline_long_test_accuracy", ">=", 0.994, "fast_baseline, longer: test accuracy"),
     ("fast_baseline_long_vs_keras_io_15", "<=", 1.0, "fast_baseline, longer / keras-io 15 epochs"),
+    ("reading_spaced_digits_right", ">=", 0.99, "reading: digits right in spaced 5-digit numbers"),
+    ("reading_spaced_exact", ">=", 0.95, "reading: spaced 5-digit numbers read exactly"),
+    ("reading_touching_exact", ">=", 0.90, "reading: touching pairs read exactly"),
+    ("reading_slowest_picture_s", "<=", 2.0, "reading: the slowest picture (s)"),
 ]
 
 

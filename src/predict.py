@@ -3,7 +3,8 @@
 python -m src.predict model=models:/handwritten-digits@champion images=number.png [json=true]
 
 `images` takes a path, a glob ('scans/*.png') or a list ([a.png,b.jpg]). Each picture may hold one digit
-or a number of several; it is split into digits left to right (see src/segmentation.py).
+or a number of several; it is split into digits left to right, where recognition says one digit ends
+and the next begins (see src/segmentation.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from omegaconf import DictConfig, ListConfig
 
 from src import UserError
-from src.segmentation import DigitCrop, decode, digit_crops
+from src.segmentation import DigitCrop, decode, read_line
 
 log = logging.getLogger("src.predict")
 
@@ -74,7 +75,10 @@ class Classifier:
     def read(self, crops: list[DigitCrop], top: int = 3) -> Reading:
         if not crops:
             return Reading(number="", message="no digits found (no ink)")
-        probabilities = self.probabilities(np.stack([c.image for c in crops]))
+        if all(c.probabilities is not None for c in crops):  # chosen by recognition: already classified
+            probabilities = np.stack([c.probabilities for c in crops])
+        else:
+            probabilities = self.probabilities(np.stack([c.image for c in crops]))
         digits = []
         for crop, p in zip(crops, probabilities, strict=True):
             order = np.argsort(p)[::-1][:top]
@@ -89,7 +93,7 @@ class Classifier:
         return Reading(number="".join(str(d.digit) for d in digits), digits=digits)
 
     def read_picture(self, data: bytes, name: str = "image", top: int = 3) -> tuple[Reading, list[DigitCrop]]:
-        crops = digit_crops(decode(data, name))
+        crops = read_line(decode(data, name), self.probabilities)
         return self.read(crops, top), crops
 
 

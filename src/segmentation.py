@@ -1,15 +1,24 @@
 """From a picture of hand-written digits to MNIST-like 28x28 crops, left to right.
 
 One place for the reading pipeline that `src.predict` and `src.draw` share: decode, find the ink
-(either polarity), split it into digits (connected strokes, touching digits cut at the thinnest column),
+(either polarity), find the blobs of ink (connected strokes; strokes stacked over each other merged),
 and normalise each digit the way MNIST was made: fit into a 20x20 box keeping its aspect ratio, then
 centre its centre of mass in a 28x28 field, white on black.
+
+Where one digit ends and the next begins is decided by recognition (`read_line`): a blob that could
+hold one to three digits is cut at candidate columns (ink minima), every piece is classified, and the
+reading is the segmentation with the highest joint score: the classifier's log-probability of each
+piece, a prior on each piece's shape given its class (its width to height, as MNIST's digits of that
+class have it), and a cost for each cut by the strokes it crosses. A wide digit that reads confidently
+stays whole; two touching digits come apart.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +33,19 @@ MIN_CONTRAST = 32  # 0-255: less difference between ink and paper counts as no i
 class DigitCrop:
     image: np.ndarray  # (28, 28) uint8, white on black, as the model expects
     box: tuple[int, int, int, int]  # left, top, right, bottom in the (scaled) picture
+    probabilities: np.ndarray | None = None  # (10,), when the crop was chosen by recognition
+
+
+# Segmentation by recognition: a cut costs CUT_COST, plus CROSSING_COST for each stroke it crosses beyond
+# the first (two touching digits usually meet in one stroke; a cut through one digit crosses two or
+# more). At most MAX_PER_BLOB digits in one blob, CANDIDATES candidate cuts.
+CUT_COST = 1.5
+CROSSING_COST = 4.0
+MAX_PER_BLOB = 3
+CANDIDATES = 8
+# a piece of a blob shorter than SHORT of the blob's height costs up to SHORT_COST (a fragment)
+SHORT = 0.75
+SHORT_COST = 6.0
 
 
 def decode(data: bytes, name: str = "image") -> np.ndarray:
@@ -63,33 +85,49 @@ def ink(gray: np.ndarray) -> np.ndarray:
     return np.clip(strokes, 0, 255)
 
 
-def segment(strokes: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Boxes (left, top, right, bottom) of the digits, left to right; none when there is no ink."""
+@dataclass
+class Blob:
+    """Connected strokes (and strokes stacked over them) that hold one digit or a few touching ones."""
+
+    box: tuple[int, int, int, int]  # left, top, right, bottom
+    mask: np.ndarray  # (bottom - top, right - left) bool: this blob's own ink in its box
+
+
+def blobs(strokes: np.ndarray) -> list[Blob]:
+    """The blobs of ink, left to right: connected strokes, specks dropped, stacked strokes merged."""
     from scipy import ndimage
 
     if strokes.size == 0 or strokes.max() < MIN_CONTRAST:
         return []
     mask = strokes > 0.35 * strokes.max()
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
-    boxes = []
-    for index, found in enumerate(ndimage.find_objects(labels), start=1):
-        area = int((labels[found] == index).sum())
-        boxes.append([found[1].start, found[0].start, found[1].stop, found[0].stop, area])
-    if not boxes:
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+    found = []
+    for index, where in enumerate(ndimage.find_objects(labels), start=1):
+        area = int((labels[where] == index).sum())
+        found.append([where[1].start, where[0].start, where[1].stop, where[0].stop, area, {index}])
+    if not found:
         return []
-    biggest = max(b[4] for b in boxes)
-    tallest = max(b[3] - b[1] for b in boxes)
-    boxes = [b for b in boxes if b[4] >= 0.03 * biggest or (b[3] - b[1]) >= 0.3 * tallest]  # specks
-    boxes = _merge_stacked(sorted(boxes, key=lambda b: b[0]))
+    biggest = max(b[4] for b in found)
+    tallest = max(b[3] - b[1] for b in found)
+    found = [b for b in found if b[4] >= 0.03 * biggest or (b[3] - b[1]) >= 0.3 * tallest]  # specks
+    found = _merge_fragments(_merge_stacked(sorted(found, key=lambda b: b[0])))
     result = []
-    for left, top, right, bottom, _ in boxes:
-        result += _split_touching(mask, left, top, right, bottom)
+    for left, top, right, bottom, _, indices in found:
+        result.append(
+            Blob((left, top, right, bottom), np.isin(labels[top:bottom, left:right], list(indices)))
+        )
     return result
 
 
-def _merge_stacked(boxes: list[list[int]]) -> list[list[int]]:
+def segment(strokes: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Boxes (left, top, right, bottom) of the blobs, left to right, without recognition (touching
+    digits stay one box: `read_line` takes them apart); none when there is no ink."""
+    return [blob.box for blob in blobs(strokes)]
+
+
+def _merge_stacked(boxes: list[list]) -> list[list]:
     """Strokes of one digit that do not touch (the bar of a 5, a broken 4) lie over each other."""
-    merged: list[list[int]] = []
+    merged: list[list] = []
     for box in boxes:
         if merged:
             last = merged[-1]
@@ -97,33 +135,179 @@ def _merge_stacked(boxes: list[list[int]]) -> list[list[int]]:
             if overlap > 0.5 * min(last[2] - last[0], box[2] - box[0]):
                 merged[-1] = [
                     min(last[0], box[0]), min(last[1], box[1]), max(last[2], box[2]), max(last[3], box[3]),
-                    last[4] + box[4],
+                    last[4] + box[4], last[5] | box[5],
                 ]  # fmt: skip
                 continue
         merged.append(list(box))
     return merged
 
 
-def _split_touching(mask: np.ndarray, left: int, top: int, right: int, bottom: int) -> list[tuple]:
-    """A blob much wider than tall is several digits: cut it at the columns with the least ink."""
-    width, height = right - left, bottom - top
-    parts = round(width / (0.8 * height)) if width > 1.25 * height else 1
-    if parts < 2:
-        return [(left, top, right, bottom)]
-    column_ink = mask[top:bottom, left:right].sum(axis=0)
-    cuts = [0]
-    for k in range(1, parts):
-        ideal = k * width // parts
-        window = max(1, width // (3 * parts))
-        lo, hi = max(cuts[-1] + 1, ideal - window), min(width - 1, ideal + window)
-        cuts.append(lo + int(np.argmin(column_ink[lo:hi])) if hi > lo else ideal)
-    cuts.append(width)
-    boxes = []
-    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-        rows = np.flatnonzero(mask[top:bottom, left + a : left + b].any(axis=1))
-        if len(rows):
-            boxes.append((left + a, top + int(rows[0]), left + b, top + int(rows[-1]) + 1))
-    return boxes
+def _merge_fragments(boxes: list[list]) -> list[list]:
+    """A blob much shorter than the line (under half its height: a broken-off stroke, a dot) joins the
+    nearest blob when it is close (a gap under a third of the line height)."""
+    if len(boxes) < 2:
+        return boxes
+    heights = [b[3] - b[1] for b in boxes]
+    line = float(np.median([h for h in heights if h >= 0.6 * max(heights)]))
+    boxes = [list(b) for b in boxes]
+    while True:
+        small = [i for i, b in enumerate(boxes) if b[3] - b[1] < 0.5 * line and len(boxes) > 1]
+        merged = False
+        for i in small:
+            gaps = [
+                (max(boxes[j][0] - boxes[i][2], boxes[i][0] - boxes[j][2], 0), j)
+                for j in range(len(boxes))
+                if j != i
+            ]
+            gap, j = min(gaps)
+            if gap < line / 3:
+                a, b = boxes[j], boxes[i]
+                boxes[j] = [
+                    min(a[0], b[0]),
+                    min(a[1], b[1]),
+                    max(a[2], b[2]),
+                    max(a[3], b[3]),
+                    a[4] + b[4],
+                    a[5] | b[5],
+                ]
+                del boxes[i]
+                merged = True
+                break
+        if not merged:
+            return sorted(boxes, key=lambda b: b[0])
+
+
+def cut_candidates(mask: np.ndarray, limit: int = CANDIDATES) -> list[int]:
+    """Columns of a blob where a cut may separate two digits: local minima of the ink per column, away
+    from the edges, the `limit` with the least ink, left to right. None for a blob too narrow for two."""
+    height, width = mask.shape
+    if width < 0.5 * height or width < 6:
+        return []
+    column = np.convolve(mask.sum(axis=0).astype(float), np.ones(3) / 3, mode="same")
+    margin = max(2, int(0.12 * height))
+    spacing = max(2, int(0.1 * height))
+    minima = [
+        x
+        for x in range(margin, width - margin)
+        if column[x] <= column[max(0, x - spacing) : x + spacing + 1].min() + 1e-9
+    ]
+    chosen: list[int] = []
+    for x in sorted(minima, key=lambda x: column[x]):
+        if all(abs(x - c) >= spacing for c in chosen):
+            chosen.append(x)
+        if len(chosen) == limit:
+            break
+    return sorted(chosen)
+
+
+def crossings(mask: np.ndarray, x: int) -> int:
+    """How many separate strokes a vertical cut at column x crosses."""
+    column = mask[:, x].astype(np.int8)
+    return int(column[0] + np.count_nonzero(np.diff(column) == 1))
+
+
+@functools.cache
+def shape_prior() -> tuple[np.ndarray, np.ndarray]:
+    """Per class, the mean and standard deviation of log(width / height) of the ink of MNIST's digits
+    (the offline sample's training digits: MNIST fitted each digit into 20x20 keeping this ratio)."""
+    sample = np.load(Path(__file__).parent / "assets" / "mnist_sample.npz")
+    ratios = np.array([_log_aspect(image > 64) for image in sample["x_train"]])
+    labels = sample["y_train"]
+    means = np.array([ratios[labels == c].mean() for c in range(10)])
+    spreads = np.array([ratios[labels == c].std() for c in range(10)])
+    return means, np.maximum(spreads, 0.1)
+
+
+def _log_aspect(mask: np.ndarray) -> float:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return 0.0
+    return float(np.log((cols[-1] - cols[0] + 1) / (rows[-1] - rows[0] + 1)))
+
+
+def read_line(gray: np.ndarray, classify, max_per_blob: int = MAX_PER_BLOB) -> list[DigitCrop]:
+    """Every digit of a picture, left to right, with its probabilities, split where recognition says.
+
+    `classify` takes (N, 28, 28) uint8 crops and gives (N, 10) probabilities.
+    """
+    strokes = ink(gray)
+    found = blobs(strokes)
+    plans = []  # per blob: its cut positions and candidate pieces
+    images = []
+    for blob in found:
+        left, top, right, bottom = blob.box
+        own = np.where(blob.mask, strokes[top:bottom, left:right], 0)
+        edges = [0, *cut_candidates(blob.mask), blob.mask.shape[1]]
+        pieces = {}
+        for i in range(len(edges) - 1):
+            for j in range(i + 1, len(edges)):
+                piece = _piece(own, blob.mask, edges[i], edges[j], blob.box)
+                if piece is not None:
+                    pieces[(i, j)] = (len(images), *piece)
+                    images.append(piece[0])
+        plans.append((blob, edges, pieces))
+    if not images:
+        return []
+    probabilities = np.asarray(classify(np.stack(images)), dtype=np.float64)
+    means, spreads = shape_prior()
+    crops = []
+    for blob, edges, pieces in plans:
+        for i, j in _best_split(blob.mask, edges, pieces, probabilities, means, spreads, max_per_blob):
+            index, image, box, _, _ = pieces[(i, j)]
+            crops.append(DigitCrop(image, box, probabilities[index]))
+    return crops
+
+
+def _piece(own: np.ndarray, mask: np.ndarray, a: int, b: int, box: tuple) -> tuple | None:
+    """The part of a blob between columns a and b as a crop, its box in the picture and its shape."""
+    rows = np.flatnonzero(mask[:, a:b].any(axis=1))
+    cols = np.flatnonzero(mask[:, a:b].any(axis=0))
+    if not len(rows):
+        return None
+    top, bottom, left, right = rows[0], rows[-1] + 1, a + cols[0], a + cols[-1] + 1
+    image = mnist_style(own[top:bottom, left:right])
+    where = (box[0] + int(left), box[1] + int(top), box[0] + int(right), box[1] + int(bottom))
+    return image, where, float(np.log((right - left) / (bottom - top))), (bottom - top) / mask.shape[0]
+
+
+def _best_split(mask, edges, pieces, probabilities, means, spreads, max_per_blob) -> list[tuple[int, int]]:
+    """The pieces (i, j) of the best segmentation of one blob: a dynamic programme over cut positions."""
+
+    def score(i: int, j: int) -> float:
+        if (i, j) not in pieces:
+            return -np.inf
+        index, _, _, log_aspect, height = pieces[(i, j)]
+        p = probabilities[index]
+        digit = int(np.argmax(p))
+        z = (log_aspect - means[digit]) / spreads[digit]
+        short = max(0.0, SHORT - height) / SHORT  # digits of one blob stand about as tall as the blob
+        return float(np.log(max(p[digit], 1e-12)) - 0.5 * z * z - SHORT_COST * short)
+
+    n = len(edges) - 1
+    # best[j][k]: the best score of the blob's columns up to edge j in k pieces, and where it came from
+    best = {(0, 0): (0.0, None)}
+    for j in range(1, n + 1):
+        for k in range(1, max_per_blob + 1):
+            options = []
+            for i in range(j):
+                if (i, k - 1) not in best:
+                    continue
+                cut = 0.0 if i == 0 else CUT_COST + CROSSING_COST * max(0, crossings(mask, edges[i]) - 1)
+                options.append((best[(i, k - 1)][0] + score(i, j) - cut, i))
+            if options:
+                value, i = max(options)
+                if value > -np.inf:
+                    best[(j, k)] = (value, i)
+    ends = [(best[(n, k)][0], k) for k in range(1, max_per_blob + 1) if (n, k) in best]
+    if not ends:
+        return [(0, n)] if (0, n) in pieces else []
+    _, k = max(ends)
+    split, j = [], n
+    while k > 0:
+        i = best[(j, k)][1]
+        split.append((i, j))
+        j, k = i, k - 1
+    return split[::-1]
 
 
 def mnist_style(strokes: np.ndarray) -> np.ndarray:
@@ -147,9 +331,13 @@ def mnist_style(strokes: np.ndarray) -> np.ndarray:
 
 
 def digit_crops(gray: np.ndarray) -> list[DigitCrop]:
-    """Every digit of a grayscale picture as the model sees it, left to right."""
+    """Every blob of a grayscale picture as the model sees it, left to right, without recognition
+    (touching digits stay one crop; `read_line` splits them)."""
     strokes = ink(gray)
-    return [
-        DigitCrop(mnist_style(strokes[top:bottom, left:right]), (left, top, right, bottom))
-        for left, top, right, bottom in segment(strokes)
-    ]
+    crops = []
+    for blob in blobs(strokes):
+        left, top, right, bottom = blob.box
+        crops.append(
+            DigitCrop(mnist_style(np.where(blob.mask, strokes[top:bottom, left:right], 0)), blob.box)
+        )
+    return crops

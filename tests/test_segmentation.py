@@ -57,14 +57,73 @@ def test_crops_are_shaped_like_mnist():
     assert corr > 0.7  # close to the original MNIST digit
 
 
-def test_touching_digits_are_cut_apart():
+def test_touching_digits_stay_one_blob_until_recognition_takes_them_apart():
     x = SAMPLE["x_test"]
     canvas = _paper(260, 120)
     _put(canvas, x[3], 20, 10, 100)
     _put(canvas, x[4], 95, 10, 100)  # overlaps the first by a few pixels of margin
-    boxes = segmentation.segment(segmentation.ink(canvas))
-    assert len(boxes) == 2
-    assert boxes[0][2] <= boxes[1][0] + 2
+    (blob,) = segmentation.blobs(segmentation.ink(canvas))
+    cuts = segmentation.cut_candidates(blob.mask)
+    assert cuts and any(abs(blob.box[0] + c - 120) < 25 for c in cuts)  # one near where they meet
+
+
+def test_a_stroke_broken_off_a_digit_joins_it():
+    canvas = _paper(300, 160)
+    canvas[30:130, 60:70] = 0  # a tall stroke
+    canvas[30:50, 76:96] = 0  # a short piece beside it, not touching
+    canvas[30:130, 200:210] = 0  # another digit, far away
+    assert len(segmentation.blobs(segmentation.ink(canvas))) == 2
+
+
+def test_the_shape_prior_knows_ones_are_narrow_and_zeros_round():
+    means, spreads = segmentation.shape_prior()
+    ratios = np.exp(means)
+    assert ratios[1] < 0.6 < ratios[0] and ratios[1] == ratios.min()
+    assert (spreads > 0).all()
+
+
+def _classifier(digit_model):
+    from src.predict import Classifier
+
+    return Classifier(digit_model["model"], digit_model["uri"])
+
+
+@pytest.mark.slow
+def test_recognition_keeps_wide_digits_whole_and_takes_touching_pairs_apart(digit_model):
+    from src.compose import compose_number
+
+    classifier = _classifier(digit_model)
+    x, rng = SAMPLE["x_test"], np.random.default_rng(1)
+    # a digit drawn wide (1.3 to 1.6 times MNIST's width): the old rule cut anything wider than 1.25x its
+    # height; recognition keeps it one digit
+    wide = [
+        compose_number([x[i]], rng, stretch=(1.3, 1.6))
+        for i in range(40)
+        if SAMPLE["y_test"][i] in (0, 2, 4, 7)
+    ]
+    counts = [len(segmentation.read_line(g, classifier.probabilities)) for g in wide]
+    assert sum(c == 1 for c in counts) >= 0.85 * len(wide), counts
+    # two digits touching (gap 0 to -10% of a digit's width): one blob, read as two digits
+    pairs = [compose_number([x[i], x[i + 1]], rng, gaps=(-0.1, 0.0)) for i in range(100, 140, 2)]
+    assert all(len(segmentation.blobs(segmentation.ink(g))) == 1 for g in pairs)
+    counts = [len(segmentation.read_line(g, classifier.probabilities)) for g in pairs]
+    assert sum(c == 2 for c in counts) >= 0.7 * len(pairs), counts
+
+
+@pytest.mark.slow
+def test_a_spaced_number_reads_digit_for_digit(digit_model):
+    from src.compose import compose_number
+
+    classifier = _classifier(digit_model)
+    x, y = SAMPLE["x_test"], SAMPLE["y_test"]
+    gray = compose_number([x[i] for i in range(200, 212)], np.random.default_rng(2), gaps=(0.2, 1.0))
+    crops = segmentation.read_line(gray, classifier.probabilities)
+    read = "".join(str(int(np.argmax(c.probabilities))) for c in crops)
+    expected = "".join(map(str, y[200:212]))
+    assert len(read) == 12 and sum(a == b for a, b in zip(read, expected, strict=True)) >= 11, (
+        read,
+        expected,
+    )
 
 
 def test_strokes_of_one_digit_that_do_not_touch_stay_one_digit():

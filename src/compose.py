@@ -1,0 +1,43 @@
+"""Numbers composed from MNIST digits, for the reading tests and benchmark: digits of one height side
+by side, with gaps from overlapping to wide, optionally stretched wide, black on white paper."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def compose_number(
+    digits: list[np.ndarray],
+    rng: np.random.Generator,
+    height: int = 60,
+    gaps: tuple[float, float] = (0.2, 1.0),
+    stretch: tuple[float, float] = (1.0, 1.0),
+    margin: int = 20,
+) -> np.ndarray:
+    """MNIST digits (28x28, white on black) as one picture (gray, 0 black ink .. 255 white paper).
+
+    Each digit's ink is scaled to `height` pixels, widened by a factor drawn from `stretch`, and placed
+    after the previous one with a gap drawn from `gaps` (a fraction of the previous digit's width;
+    negative: they overlap).
+    """
+    from PIL import Image
+
+    pieces = []
+    for digit in digits:
+        rows, cols = np.flatnonzero(digit.max(axis=1) > 30), np.flatnonzero(digit.max(axis=0) > 30)
+        ink = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
+        scale = height / ink.shape[0]
+        width = max(1, round(ink.shape[1] * scale * rng.uniform(*stretch)))
+        pieces.append(np.asarray(Image.fromarray(ink, mode="F").resize((width, height), Image.BILINEAR)))
+    positions, x = [], margin
+    for i, piece in enumerate(pieces):
+        positions.append(x)
+        if i + 1 < len(pieces):
+            x += piece.shape[1] + round(rng.uniform(*gaps) * piece.shape[1])
+            x = max(x, positions[-1] + 1)
+    width = max(p + piece.shape[1] for p, piece in zip(positions, pieces, strict=True)) + margin
+    canvas = np.zeros((height + 2 * margin, width), np.float32)
+    for x, piece in zip(positions, pieces, strict=True):
+        region = canvas[margin : margin + height, x : x + piece.shape[1]]
+        np.maximum(region, piece, out=region)
+    return 255.0 - np.clip(canvas, 0, 255)
