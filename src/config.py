@@ -86,6 +86,7 @@ def validate_training(cfg: DictConfig) -> None:
                 "training.strategy=mirrored (keras-team/keras#19246); use 1 or auto"
             )
     _choice(cfg, "training.checkpoints", (True, False))
+    _choice(cfg, "training.calibrate", (True, False))
     if cfg.training.strategy == "multi_worker":
         raise UserError(distribute.MULTI_WORKER_BLOCKED)
     _choice(cfg, "training.strategy", distribute.STRATEGIES)

@@ -106,3 +106,26 @@ def val_accuracy_curves_figure(curves: dict[str, list[float]], title: str):
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def reliability_figure(curves: dict[str, dict[str, list[tuple]]], metrics: dict[str, float]):
+    """Accuracy against confidence per split, before and after calibration: on the diagonal, a model
+    is as sure as it is right. `curves`: {split: {label: [(confidence, accuracy, count), ...]}}."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 5), squeeze=False)
+    for ax, (split, lines) in zip(axes[0], curves.items(), strict=True):
+        ax.plot([0, 1], [0, 1], color="gray", linestyle=":", label="perfectly calibrated")
+        for (label, points), style in zip(lines.items(), ("o--", "o-"), strict=False):
+            confidence, accuracy, _ = zip(*points, strict=True) if points else ((), (), ())
+            ax.plot(confidence, accuracy, style, label=label)
+        prefix = "val" if split == "validation" else split
+        ax.set(
+            xlabel="confidence (probability of the predicted digit)",
+            ylabel="accuracy",
+            xlim=(0, 1.02),
+            ylim=(0, 1.02),
+            title=f"{split}: ECE {metrics[prefix + '_ece_before']:.4f} -> {metrics[prefix + '_ece']:.4f}",
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig

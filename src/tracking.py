@@ -345,6 +345,31 @@ def log_evaluation(
         plots.plt.close(figure)
 
 
+def log_calibration(temperature: float, validation: Evaluation, test: Evaluation) -> None:
+    """The fitted temperature, the 15-bin expected calibration error of validation and test before and
+    after it (`val_ece_before`, `val_ece`, ...) and reliability_diagram.png."""
+    from src import calibration, plots
+
+    curves = {}
+    metrics = {"temperature": temperature}
+    for prefix, evaluation in (("val", validation), ("test", test)):
+        before = calibration.scale(evaluation.probabilities, 1.0 / temperature)
+        metrics[f"{prefix}_ece_before"] = calibration.expected_calibration_error(before, evaluation.labels)
+        metrics[f"{prefix}_ece"] = calibration.expected_calibration_error(
+            evaluation.probabilities, evaluation.labels
+        )
+        curves[evaluation.split] = {
+            "before": calibration.reliability(before, evaluation.labels),
+            f"after (T={temperature:.2f})": calibration.reliability(
+                evaluation.probabilities, evaluation.labels
+            ),
+        }
+    mlflow.log_metrics(metrics)
+    figure = plots.reliability_figure(curves, metrics)
+    mlflow.log_figure(figure, "reliability_diagram.png")
+    plots.plt.close(figure)
+
+
 def log_training(seconds: float) -> None:
     """Training time, epochs run and the learning curves, from the run's own per-epoch metrics
     (complete even when the run was resumed)."""

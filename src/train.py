@@ -57,7 +57,7 @@ def _train(
 ) -> dict[str, float]:
     import keras
 
-    from src import features, model, precision, tracking
+    from src import calibration, features, model, precision, tracking
     from src.evaluate import evaluate
 
     keras.utils.set_random_seed(cfg.training.seed)
@@ -91,6 +91,7 @@ def _train(
         # what gets scored: the whole model on digits (the fast twin of a frozen backbone's), or the top
         # on backbone features (cached or echoed)
         scorer = network.trainee if cfg.training.enabled else net
+        temperature = None
         inputs = {"train": digits.x_train, "validation": digits.x_val, "test": digits.x_test}
         inputs = {split: x[..., None] for split, x in inputs.items()}
         if cfg.training.enabled:
@@ -154,10 +155,15 @@ def _train(
                 train_scores = evaluate(network.trainee, x, digits.y_train[sample], "train")
             tracking.log_evaluation(train_scores, prefix="final_train_")
             validation = evaluate(scorer, inputs["validation"], digits.y_val, "validation")
+            temperature = calibrate(network, validation) if cfg.training.calibrate else None
+            if temperature:
+                validation.probabilities = calibration.scale(validation.probabilities, temperature)
             tracking.log_evaluation(validation, prefix="final_val_")
 
         test = evaluate(scorer, inputs["test"], digits.y_test, "test")
         tracking.log_evaluation(test, images=digits.x_test)
+        if cfg.training.enabled and temperature:
+            tracking.log_calibration(temperature, validation, test)
         log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
         if cfg.training.enabled:
             start = time.perf_counter()
@@ -172,6 +178,26 @@ def _train(
     if cfg.training.enabled:
         scores["val_accuracy"] = validation.accuracy
     return scores
+
+
+def calibrate(network, validation) -> float | None:
+    """Fit a temperature on the validation split and fold it into the model (None: not possible, said
+    in the log: no validation digits, or a top that does not end in a softmax Dense layer)."""
+    from src import calibration
+
+    layer = calibration.softmax_layer(network.top)
+    if layer is None or len(validation.labels) == 0:
+        log.warning(
+            "calibration: skipped (%s)",
+            "no validation digits" if layer else "the top does not end in a softmax Dense layer",
+        )
+        return None
+    temperature = calibration.fit_temperature(validation.probabilities, validation.labels)
+    calibration.fold(layer, temperature)
+    log.info(
+        "calibration: temperature %.3f fitted on %d validation digits", temperature, len(validation.labels)
+    )
+    return temperature
 
 
 def augmentation(cfg: DictConfig):

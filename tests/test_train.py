@@ -62,6 +62,9 @@ def test_the_issue_command_records_everything(store, tmp_path):
     assert tags["precision"] in ("float32", "mixed_bfloat16") and tags["precision.chosen_by"].startswith(
         "auto:"
     )
+    # calibrated: a temperature fitted on validation, the errors before and after, the diagram
+    assert metrics["temperature"] > 0 and metrics["val_ece"] < metrics["val_ece_before"]
+    assert {"test_ece", "test_ece_before"} <= set(metrics)
     contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
     assert contexts == {"training", "validation", "test"}
 
@@ -73,6 +76,7 @@ def test_the_issue_command_records_everything(store, tmp_path):
         "misclassified/test.png",
         "model_summary.txt",
         "config/config.yaml",
+        "reliability_diagram.png",
     } <= artifacts
     assert "config/hydra/overrides.yaml" in artifacts
     # the test set scored whole, the training split on its fixed sample (training.train_eval_sample)
