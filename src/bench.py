@@ -297,6 +297,19 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
         if name == "spaced":
             result["reading_spaced_digits_right"] = right / total
     result["reading_slowest_picture_s"] = slowest
+    # doubt: how often a single test digit reads sure, how often a sure one is wrong, and how often a
+    # picture that is not a digit comes back sure
+    p = classifier.probabilities(x[:3000])
+    sure = p.max(axis=1) >= classifier.sure
+    result["reading_digits_sure"] = float(sure.mean())
+    result["reading_sure_digits_wrong"] = float((p.argmax(axis=1)[sure] != y[:3000][sure]).mean())
+    from src.compose import non_digits
+
+    others = non_digits(rng)
+    for name, pictures in others.items():
+        readings = [classifier.read(segmentation.read_line(g, classifier.probabilities)) for g in pictures]
+        result[f"reading_{name}_sure"] = float(np.mean([r.sure and bool(r.digits) for r in readings]))
+    result["reading_non_digits_sure"] = float(np.mean([result[f"reading_{name}_sure"] for name in others]))
     return result
 
 
@@ -628,6 +641,8 @@ TARGETS = [
     ("reading_spaced_exact", ">=", 0.95, "reading: spaced 5-digit numbers read exactly"),
     ("reading_touching_exact", ">=", 0.90, "reading: touching pairs read exactly"),
     ("reading_slowest_picture_s", "<=", 2.0, "reading: the slowest picture (s)"),
+    ("reading_sure_digits_wrong", "<=", 0.01, "reading: sure digits that are wrong"),
+    ("reading_non_digits_sure", "<=", 0.05, "reading: non-digits read as sure (scribbles, letters, smudges)"),
 ]
 
 

@@ -41,3 +41,35 @@ def compose_number(
         region = canvas[margin : margin + height, x : x + piece.shape[1]]
         np.maximum(region, piece, out=region)
     return 255.0 - np.clip(canvas, 0, 255)
+
+
+def non_digits(rng: np.random.Generator, scribbles: int = 200, smudges: int = 100) -> dict[str, list]:
+    """Pictures that are not digits (gray, 0 ink .. 255 paper), to measure that a reading of them is not
+    sure: random scribbles (4 to 8 points joined by a thick stroke), the 52 Latin letters in the default
+    font, smudges (1 to 3 gray ellipses)."""
+    import string
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    def paper():
+        image = Image.new("L", (160, 160), 255)
+        return image, ImageDraw.Draw(image)
+
+    found: dict[str, list] = {"scribbles": [], "letters": [], "smudges": []}
+    for _ in range(scribbles):
+        image, draw = paper()
+        points = [tuple(int(v) for v in rng.integers(20, 140, 2)) for _ in range(rng.integers(4, 9))]
+        draw.line(points, fill=0, width=int(rng.integers(6, 12)), joint="curve")
+        found["scribbles"].append(np.asarray(image, np.float32))
+    font = ImageFont.load_default(size=120)
+    for letter in string.ascii_letters:
+        image, draw = paper()
+        draw.text((30, 10), letter, fill=0, font=font)
+        found["letters"].append(np.asarray(image, np.float32))
+    for _ in range(smudges):
+        image, draw = paper()
+        for _ in range(rng.integers(1, 4)):
+            (x, y), (w, h) = rng.integers(30, 110, 2), rng.integers(10, 50, 2)
+            draw.ellipse((int(x), int(y), int(x + w), int(y + h)), fill=int(rng.integers(0, 90)))
+        found["smudges"].append(np.asarray(image, np.float32))
+    return found

@@ -71,11 +71,14 @@ def create_app(classifier, max_bytes: int = 5_000_000, top: int = 3) -> FastAPI:
         return JSONResponse(
             {
                 "number": reading.number,
+                "text": reading.text,
+                "sure": reading.sure,
                 "message": reading.message,
                 "digits": [
                     {
                         "digit": d.digit,
                         "probability": d.probability,
+                        "sure": d.sure,
                         "top": d.top,
                         "box": d.box,
                         "crop": _png(c.image),
@@ -100,7 +103,7 @@ def main(cfg: DictConfig) -> None:
     from src.predict import Classifier
 
     try:
-        classifier = Classifier(cfg.model, cfg.tracking_uri)
+        classifier = Classifier(cfg.model, cfg.tracking_uri, cfg.sure)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -27,25 +27,32 @@ from src.segmentation import DigitCrop, decode, read_line
 log = logging.getLogger("src.predict")
 
 
+# A digit is read as sure when the model's (calibrated) probability of it is at least this.
+SURE = 0.9
+
+
 @dataclass
 class DigitReading:
     digit: int
     probability: float
     top: list[dict]  # the most likely classes: {digit, probability}
     box: tuple[int, int, int, int]
+    sure: bool = True
 
 
 @dataclass
 class Reading:
-    number: str
+    number: str  # the most likely digits, as a plain digit string
     digits: list[DigitReading] = field(default_factory=list)
     message: str = ""
+    text: str = ""  # the number with each unsure digit shown as "?": 3?17
+    sure: bool = False  # every digit sure
 
 
 class Classifier:
     """An MLflow model (any URI: models:/name@alias, models:/name/3, runs:/id/model), loaded once."""
 
-    def __init__(self, uri: str, tracking_uri: str | None = None):
+    def __init__(self, uri: str, tracking_uri: str | None = None, sure: float = SURE):
         import mlflow
 
         from src import access
@@ -65,6 +72,7 @@ class Classifier:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"model: cannot load {uri!r} from {store}: {first}") from None
         self.uri = uri
+        self.sure = sure
         self.probabilities(np.zeros((1, 28, 28), np.uint8))  # build the predict function once
         log.info("loaded %s in %.1f s", uri, time.perf_counter() - start)
 
@@ -88,9 +96,15 @@ class Classifier:
                     float(p[order[0]]),
                     [{"digit": int(k), "probability": float(p[k])} for k in order],
                     crop.box,
+                    sure=bool(p[order[0]] >= self.sure),
                 )
             )
-        return Reading(number="".join(str(d.digit) for d in digits), digits=digits)
+        return Reading(
+            number="".join(str(d.digit) for d in digits),
+            digits=digits,
+            text="".join(str(d.digit) if d.sure else "?" for d in digits),
+            sure=all(d.sure for d in digits),
+        )
 
     def read_picture(self, data: bytes, name: str = "image", top: int = 3) -> tuple[Reading, list[DigitCrop]]:
         crops = read_line(decode(data, name), self.probabilities)
@@ -115,10 +129,12 @@ def expand(images) -> list[Path]:
 def _text(path: Path, reading: Reading) -> str:
     if not reading.digits:
         return f"{path}: {reading.message}"
-    lines = [f"{path}: {reading.number}"]
+    lines = [
+        f"{path}: {reading.text}" + ("" if reading.sure else f"  (unsure; most likely {reading.number})")
+    ]
     for i, d in enumerate(reading.digits, start=1):
         alternatives = "  ".join(f"{t['digit']}: {t['probability']:.3f}" for t in d.top)
-        lines.append(f"  digit {i}: {d.digit}  ({alternatives})")
+        lines.append(f"  digit {i}: {d.digit if d.sure else '?'}  ({alternatives})")
     return "\n".join(lines)
 
 
@@ -128,7 +144,7 @@ def main(cfg: DictConfig) -> None:
         if cfg.images is None or cfg.images == [] or cfg.images == "":
             raise UserError("images: give a picture, a glob or a list, e.g. images=number.png")
         paths = expand(cfg.images)
-        classifier = Classifier(cfg.model, cfg.tracking_uri)
+        classifier = Classifier(cfg.model, cfg.tracking_uri, cfg.sure)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -76,10 +76,18 @@ def test_drawing_with_the_mouse_shows_the_digits(draw_server, browser):
         page.mouse.up()
 
     def number_has(length):
+        """The digits read (the most likely ones, sure or not), once there are `length` of them; the
+        text shown marks each unsure digit with "?", as its card does."""
         page.wait_for_function(
-            f"document.getElementById('number').textContent.length == {length}", timeout=20_000
+            f"(document.getElementById('number').dataset.number || '').length == {length}", timeout=20_000
         )
-        return page.inner_text("#number")
+        number = page.get_attribute("#number", "data-number")
+        unsure = [
+            card.get_attribute("class").endswith("unsure") for card in page.locator("#digits .digit").all()
+        ]
+        shown = "".join("?" if doubt else digit for digit, doubt in zip(number, unsure, strict=True))
+        assert page.inner_text("#number") == shown
+        return number
 
     stroke([(150, 60), (150, 260)])  # a one
     assert number_has(1) == "1"
@@ -119,5 +127,8 @@ def test_bad_requests_get_clear_answers_and_the_server_keeps_serving(draw_server
     page[20:100, 55:65] = 0
     status, answer = _post(draw_server, _png(page))
     assert status == 200 and answer["number"] == "1"
+    assert (
+        answer["text"] == ("1" if answer["sure"] else "?") and answer["digits"][0]["sure"] == answer["sure"]
+    )
     with urllib.request.urlopen(f"{draw_server}/health", timeout=10) as response:
         assert json.loads(response.read())["status"] == "ok"

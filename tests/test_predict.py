@@ -13,14 +13,15 @@ pytestmark = pytest.mark.slow
 
 
 def _correctly_read_digits(model_uri: str, store: str, wanted: list[int]) -> list[np.ndarray]:
-    """One test digit per wanted class that the model reads right on its own, as MNIST gives it."""
-    from src.predict import Classifier
+    """One test digit per wanted class that the model reads right and sure on its own, as MNIST gives it."""
+    from src.predict import SURE, Classifier
 
     classifier = Classifier(model_uri, store)
     sample = np.load(SAMPLE_PATH)
     x, y = sample["x_test"], sample["y_test"]
-    predictions = classifier.probabilities(x).argmax(axis=1)
-    return [x[np.flatnonzero((y == d) & (predictions == d))[0]] for d in wanted]
+    p = classifier.probabilities(x)
+    right = (p.argmax(axis=1) == y) & (p.max(axis=1) >= SURE)
+    return [x[np.flatnonzero(right & (y == d))[0]] for d in wanted]
 
 
 def _compose_number(digits: list[np.ndarray], sizes: list[int]) -> np.ndarray:
@@ -54,6 +55,8 @@ def test_predict_reads_a_multi_digit_number(digit_model, tmp_path):
     readings = {r["image"].rsplit("/", 1)[-1]: r for r in json.loads(result.stdout)}
     assert readings["number.png"]["number"] == "".join(map(str, number))
     assert len(readings["number.png"]["digits"]) == 6
+    assert readings["number.png"]["sure"] and readings["number.png"]["text"] == "".join(map(str, number))
+    assert all(d["sure"] for d in readings["number.png"]["digits"])
     top = readings["number.png"]["digits"][0]["top"]
     assert top[0]["digit"] == 3 and top[0]["probability"] >= top[1]["probability"]
     assert readings["blank.png"]["number"] == "" and "no ink" in readings["blank.png"]["message"]

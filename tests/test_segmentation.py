@@ -167,3 +167,19 @@ def test_decode_refuses_what_is_not_a_picture(monkeypatch):
     monkeypatch.setattr(segmentation, "MAX_PIXELS", 1000)
     with pytest.raises(UserError, match="too large \\(100x100"):
         segmentation.decode(_png(np.zeros((100, 100))), "big.png")
+
+
+def test_an_unsure_digit_shows_as_a_question_mark_with_its_alternatives():
+    from src.predict import Classifier
+
+    reader = object.__new__(Classifier)  # no model: the crops come already classified
+    reader.sure = 0.9
+    p = np.full((3, 10), 0.001)
+    p[0, 3], p[1, 1], p[1, 7], p[2, 7] = 0.991, 0.55, 0.441, 0.991
+    crops = [segmentation.DigitCrop(np.zeros((28, 28), np.uint8), (i, 0, i + 1, 1), p[i]) for i in range(3)]
+    reading = reader.read(crops)
+    assert reading.number == "317" and reading.text == "3?7" and not reading.sure
+    assert [d.sure for d in reading.digits] == [True, False, True]
+    assert [t["digit"] for t in reading.digits[1].top[:2]] == [1, 7]
+    p[1, 1] = 0.95
+    assert reader.read(crops).text == "317" and reader.read(crops).sure
