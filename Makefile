@@ -9,7 +9,7 @@ BACKEND ?=
 AUTH ?=
 DATA ?=
 
-.PHONY: install system test test-fast lint format train sweep ui server bench bench-full clean
+.PHONY: install system test test-fast lint format train sweep ui server serve-model bench bench-full clean
 
 install: system  ## create .venv and install the project with its test tools (and the Debian packages below)
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ ui:  ## the MLflow UI on the project's store (MLFLOW_TRACKING_URI, else mlruns/)
 
 server:  ## a shared MLflow tracking server with the UI: SQLite in mlruns/server/ (or BACKEND=postgresql://...); AUTH=1: logins
 	$(PY) -m src.server --host $(HOST) --port $(PORT) $(if $(BACKEND),--backend $(BACKEND)) $(if $(AUTH),--auth) $(ARGS)
+
+MODEL ?= models:/handwritten-digits@champion
+serve-model:  ## MLflow's model server for MODEL on $(HOST):$(PORT) (POST /invocations); uvicorn from the venv
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/mlflow models serve -m "$(MODEL)" --env-manager local -h $(HOST) -p $(PORT)
 
 bench:  ## quick benchmark (under 10 minutes): tables in experiments/bench/ (DATA=path/mnist.npz for full MNIST)
 	$(PY) -m src.bench --quick $(if $(DATA),--data $(DATA))
