@@ -94,12 +94,6 @@ def _sweep(self, arguments: list[str]) -> None:
         self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
     if self.storage and str(self.storage).startswith("sqlite:///"):
         Path(str(self.storage)[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    sampler_cfg = self.config.hydra.sweeper.get("sampler") or {}
-    if self.storage and sampler_cfg.get("seed") is not None:
-        # a continued study: seeded as before, the sampler would draw the first search's points again
-        earlier = _count_trials(self.storage, self.study_name)
-        if earlier:
-            self.sampler = instantiate(sampler_cfg, seed=int(sampler_cfg.seed) + earlier)
     study = optuna.create_study(
         study_name=self.study_name,
         storage=open_storage(self.storage),
@@ -109,6 +103,10 @@ def _sweep(self, arguments: list[str]) -> None:
         load_if_exists=True,
     )
     earlier = len(study.trials)
+    sampler_cfg = self.config.hydra.sweeper.get("sampler") or {}
+    if earlier and sampler_cfg.get("seed") is not None:
+        # a continued study: seeded as before, the sampler would draw the first search's points again
+        study.sampler = self.sampler = instantiate(sampler_cfg, seed=int(sampler_cfg.seed) + earlier)
     changed = changed_space(study, distributions)
     if changed:
         abort(
@@ -169,18 +167,6 @@ def _sweep(self, arguments: list[str]) -> None:
             ),
             f"{self.config.hydra.sweep.dir}/optimization_results.yaml",
         )
-
-
-def _count_trials(storage: str, study_name: str | None) -> int:
-    """How many trials the study already has (0: no such study yet)."""
-    import optuna
-
-    from src.search import open_storage
-
-    try:
-        return len(optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials)
-    except KeyError:
-        return 0
 
 
 def outcome(ret) -> tuple[Any, list[float] | None, str]:
