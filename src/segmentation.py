@@ -284,6 +284,8 @@ def _best_split(mask, edges, pieces, probabilities, means, spreads, max_per_blob
         return float(np.log(max(p[digit], 1e-12)) - 0.5 * z * z - SHORT_COST * short)
 
     n = len(edges) - 1
+    # what cutting at each edge costs (none at the blob's left edge)
+    cost = [0.0] + [CUT_COST + CROSSING_COST * max(0, crossings(mask, x) - 1) for x in edges[1:-1]]
     # best[j][k]: the best score of the blob's columns up to edge j in k pieces, and where it came from
     best = {(0, 0): (0.0, None)}
     for j in range(1, n + 1):
@@ -292,8 +294,7 @@ def _best_split(mask, edges, pieces, probabilities, means, spreads, max_per_blob
             for i in range(j):
                 if (i, k - 1) not in best:
                     continue
-                cut = 0.0 if i == 0 else CUT_COST + CROSSING_COST * max(0, crossings(mask, edges[i]) - 1)
-                options.append((best[(i, k - 1)][0] + score(i, j) - cut, i))
+                options.append((best[(i, k - 1)][0] + score(i, j) - cost[i], i))
             if options:
                 value, i = max(options)
                 if value > -np.inf:
