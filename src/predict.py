@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import hydra
@@ -22,34 +22,12 @@ import numpy as np
 from omegaconf import DictConfig, ListConfig
 
 from src import UserError
-from src.segmentation import DigitCrop, decode, read_line
+from src.reading import SURE, Reader, Reading
 
 log = logging.getLogger("src.predict")
 
 
-# A digit is read as sure when the model's (calibrated) probability of it is at least this.
-SURE = 0.9
-
-
-@dataclass
-class DigitReading:
-    digit: int
-    probability: float
-    top: list[dict]  # the most likely classes: {digit, probability}
-    box: tuple[int, int, int, int]
-    sure: bool = True
-
-
-@dataclass
-class Reading:
-    number: str  # the most likely digits, as a plain digit string
-    digits: list[DigitReading] = field(default_factory=list)
-    message: str = ""
-    text: str = ""  # the number with each unsure digit shown as "?": 3?17
-    sure: bool = False  # every digit sure
-
-
-class Classifier:
+class Classifier(Reader):
     """An MLflow model (any URI: models:/name@alias, models:/name/3, runs:/id/model), loaded once."""
 
     def __init__(self, uri: str, tracking_uri: str | None = None, sure: float = SURE):
@@ -79,36 +57,6 @@ class Classifier:
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """(N, 28, 28) uint8 white-on-black digits -> (N, 10) probabilities."""
         return np.asarray(self.model.predict_on_batch(digits), dtype=np.float64)
-
-    def read(self, crops: list[DigitCrop], top: int = 3) -> Reading:
-        if not crops:
-            return Reading(number="", message="no digits found (no ink)")
-        if all(c.probabilities is not None for c in crops):  # chosen by recognition: already classified
-            probabilities = np.stack([c.probabilities for c in crops])
-        else:
-            probabilities = self.probabilities(np.stack([c.image for c in crops]))
-        digits = []
-        for crop, p in zip(crops, probabilities, strict=True):
-            order = np.argsort(p)[::-1][:top]
-            digits.append(
-                DigitReading(
-                    int(order[0]),
-                    float(p[order[0]]),
-                    [{"digit": int(k), "probability": float(p[k])} for k in order],
-                    crop.box,
-                    sure=bool(p[order[0]] >= self.sure),
-                )
-            )
-        return Reading(
-            number="".join(str(d.digit) for d in digits),
-            digits=digits,
-            text="".join(str(d.digit) if d.sure else "?" for d in digits),
-            sure=all(d.sure for d in digits),
-        )
-
-    def read_picture(self, data: bytes, name: str = "image", top: int = 3) -> tuple[Reading, list[DigitCrop]]:
-        crops = read_line(decode(data, name), self.probabilities)
-        return self.read(crops, top), crops
 
 
 def expand(images) -> list[Path]:

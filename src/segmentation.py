@@ -206,16 +206,29 @@ def crossings(mask: np.ndarray, x: int) -> int:
     return int(column[0] + np.count_nonzero(np.diff(column) == 1))
 
 
+# The shape prior's numbers (computed by `measure_shape_prior`, kept true by a test): a small file that
+# travels with the reading model in the registry, where the offline sample does not.
+SHAPE_PRIOR = Path(__file__).parent / "assets" / "shape_prior.json"
+
+
 @functools.cache
 def shape_prior() -> tuple[np.ndarray, np.ndarray]:
-    """Per class, the mean and standard deviation of log(width / height) of the ink of MNIST's digits
-    (the offline sample's training digits: MNIST fitted each digit into 20x20 keeping this ratio)."""
+    """Per class, the mean and standard deviation of log(width / height) of the ink of MNIST's digits."""
+    import json
+
+    prior = json.loads(SHAPE_PRIOR.read_text())
+    return np.array(prior["means"]), np.array(prior["spreads"])
+
+
+def measure_shape_prior() -> dict[str, list[float]]:
+    """The shape prior from the offline sample's training digits (MNIST fitted each digit into 20x20
+    keeping this ratio)."""
     sample = np.load(Path(__file__).parent / "assets" / "mnist_sample.npz")
     ratios = np.array([_log_aspect(image > 64) for image in sample["x_train"]])
     labels = sample["y_train"]
-    means = np.array([ratios[labels == c].mean() for c in range(10)])
-    spreads = np.array([ratios[labels == c].std() for c in range(10)])
-    return means, np.maximum(spreads, 0.1)
+    means = [round(float(ratios[labels == c].mean()), 6) for c in range(10)]
+    spreads = [round(max(float(ratios[labels == c].std()), 0.1), 6) for c in range(10)]
+    return {"means": means, "spreads": spreads}
 
 
 def _log_aspect(mask: np.ndarray) -> float:

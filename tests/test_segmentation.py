@@ -79,6 +79,13 @@ def test_a_stroke_broken_off_a_digit_joins_it():
     assert len(segmentation.blobs(segmentation.ink(canvas))) == 2
 
 
+def test_the_shipped_shape_prior_is_what_the_offline_sample_gives():
+    means, spreads = segmentation.shape_prior()
+    measured = segmentation.measure_shape_prior()
+    np.testing.assert_allclose(means, measured["means"], atol=1e-6)
+    np.testing.assert_allclose(spreads, measured["spreads"], atol=1e-6)
+
+
 def test_the_shape_prior_knows_ones_are_narrow_and_zeros_round():
     means, spreads = segmentation.shape_prior()
     ratios = np.exp(means)
