@@ -283,8 +283,9 @@ def offer_champion(tracking_cfg: DictConfig, best: Configuration) -> str:
     scores = tracking.version_scores(name, champion.metric)
     candidate = tracking.best_version(name, champion.metric, champion.mode, versions)
     settled = tracking.promote_champion(
-        name, champion.metric, champion.mode, champion.get("min_delta", 0.0), candidates=versions
-    )
+        name, champion.metric, champion.mode, champion.get("min_delta", 0.0), candidates=versions,
+        reader_model=tracking_cfg.get("reader_model"),
+    )  # fmt: skip
     if candidate is None:
         return f"champion: no version of the best configuration has {champion.metric}"
     if settled == candidate:

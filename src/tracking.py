@@ -398,9 +398,14 @@ def model_signature():
     )
 
 
-def log_model(model, registered_model: str | None) -> str | None:
-    """Log the Keras model with its signature (and summary) and register it; returns the new version."""
+def log_model(model, registered_model: str | None, reader_model: str | None = None) -> str | None:
+    """Log the Keras model with its signature (and summary) and register it; returns the new version.
+
+    With `reader_model`, the reading model around it (`src.reader_model`: pictures in, numbers out) is
+    logged too and registered under that name, tagged with the classifier version it wraps."""
     import keras
+    import PIL
+    import scipy
     import tensorflow as tf
 
     lines: list[str] = []
@@ -420,7 +425,28 @@ def log_model(model, registered_model: str | None) -> str | None:
     version = str(_retry_races(mlflow.register_model, info.model_uri, registered_model).version)
     mlflow.set_tag("registered_model", f"{registered_model}/{version}")
     log.info("registered %s version %s", registered_model, version)
+    if reader_model:
+        from src.reader_model import log_reader
+
+        reader = log_reader(
+            info.model_uri, [*requirements, f"pillow=={PIL.__version__}", f"scipy=={scipy.__version__}"]
+        )
+        wraps = {"classifier": f"{registered_model}/{version}", "classifier_version": version}
+        registered = _retry_races(mlflow.register_model, reader.model_uri, reader_model, tags=wraps)
+        mlflow.set_tag("registered_reader", f"{reader_model}/{registered.version}")
+        log.info("registered %s version %s (reads with %s)", reader_model, registered.version, version)
     return version
+
+
+def reader_version(reader_model: str, registered_model: str, version: str) -> str | None:
+    """The version of `reader_model` that wraps `registered_model` version `version` (None: none)."""
+    client = mlflow.MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name = '{reader_model}'")
+    except mlflow.exceptions.MlflowException:
+        return None
+    wrapping = [v for v in versions if v.tags.get("classifier") == f"{registered_model}/{version}"]
+    return max((v.version for v in wrapping), key=int, default=None)
 
 
 # A store write that lost a race with a parallel client: SQLite's and PostgreSQL's words for a key
@@ -485,9 +511,11 @@ def promote_champion(
     min_delta: float = 0.0,
     candidates: Collection[str] | None = None,
     rounds: int = 20,
+    reader_model: str | None = None,
 ) -> str | None:
     """Point the alias `champion` at the best version by `metric` among `candidates` (None: all), if it
-    beats the current champion by at least `min_delta`; returns the champion.
+    beats the current champion by at least `min_delta`; returns the champion. With `reader_model`, that
+    model's alias `champion` follows: it points at the reader of the champion version.
 
     Safe when several trainings and sweeps promote at once, on any store: the alias is set, then read
     back with the versions, and set again until the two agree. A promotion that decided on an older list
@@ -503,9 +531,18 @@ def promote_champion(
         if best is None or (current and not beats(scores[best], scores.get(current), mode, min_delta)):
             target = current
         if target is None or current == target:
+            if target and reader_model:
+                follow_champion(reader_model, registered_model, target)
             return target
         _retry_races(client.set_registered_model_alias, registered_model, CHAMPION, target)
     raise RuntimeError(f"the alias {CHAMPION} of {registered_model} did not settle in {rounds} rounds")
+
+
+def follow_champion(reader_model: str, registered_model: str, champion: str) -> None:
+    """Point `reader_model`'s alias `champion` at the reader of `registered_model`'s champion version."""
+    reader = reader_version(reader_model, registered_model, champion)
+    if reader is not None:
+        _retry_races(mlflow.MlflowClient().set_registered_model_alias, reader_model, CHAMPION, reader)
 
 
 def start_sweep(

@@ -167,11 +167,13 @@ def _train(
         log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
         if cfg.training.enabled:
             start = time.perf_counter()
-            version = tracking.log_model(net, cfg.tracking.registered_model)
+            reader = cfg.tracking.get("reader_model")
+            version = tracking.log_model(net, cfg.tracking.registered_model, reader)
             if version and not sweep:  # a sweep promotes its best configuration at its end
                 tracking.promote_champion(
-                    cfg.tracking.registered_model, **cfg.tracking.champion, candidates=[version]
-                )
+                    cfg.tracking.registered_model, **cfg.tracking.champion, candidates=[version],
+                    reader_model=reader,
+                )  # fmt: skip
             tracking.log_logging_time(time.perf_counter() - start)
     _announce(fallbacks)
     scores = {"test_accuracy": test.accuracy, "test_loss": test.loss}

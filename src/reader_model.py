@@ -1,0 +1,140 @@
+"""The reading model in the registry: pictures in, numbers out, callable without this repository.
+
+`handwritten-digits-reader` is an MLflow pyfunc registered beside each classifier version (tagged with
+the version it wraps). It holds a copy of the classifier and the picture-reading pipeline of
+`src.predict` (this module, `src.reading` and `src.segmentation` travel with it as code), so
+`mlflow models serve` on it takes pictures as base64 PNG/JPEG strings:
+
+    {"inputs": ["<base64>", ...]}  or  {"dataframe_split": {"columns": ["image"], "data": [["<base64>"]]}}
+
+and answers, per picture, what `python -m src.predict json=true` prints: the number as a digit string,
+the text with unsure digits as "?", and each digit's most likely classes, box and doubt. Parameters
+(`"params": {"top": 10, "sure": 0.95}`) change how many classes are listed and the sure threshold.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from src import UserError
+from src.reading import SURE, Reader
+
+ARTIFACT = "reader"
+# What the model carries as code (from src/): everything the pipeline imports, and nothing else.
+CODE = ("__init__.py", "segmentation.py", "reading.py", "reader_model.py", "assets/shape_prior.json")
+# The model itself, as MLflow's models-from-code wants it: a script that names the model (no pickle).
+ENTRY = Path(__file__).parent / "reader_entry.py"
+TOP = 3
+
+
+class _KerasReader(Reader):
+    def __init__(self, model, sure: float):
+        self.model = model
+        self.sure = sure
+
+    def probabilities(self, digits: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_on_batch(digits), dtype=np.float64)
+
+
+def _bad(message: str) -> mlflow.exceptions.MlflowException:
+    return mlflow.exceptions.MlflowException.invalid_parameter_value(message)
+
+
+def picture_bytes(value, index: int) -> bytes:
+    """A picture sent as a base64 string (a data: URL too) -> its bytes."""
+    if not isinstance(value, str) or not value.strip():
+        kind = type(value).__name__
+        raise _bad(f"picture {index}: expected a base64-encoded PNG or JPEG string, got {kind}")
+    text = value.strip()
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad(f"picture {index}: not base64 (expected a base64-encoded PNG or JPEG)") from None
+
+
+# MLflow asks for type hints on `predict` when the class is made; the signature (a string column `image`)
+# is what checks the input here, so that request is not passed on.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
+
+    class DigitReaderModel(mlflow.pyfunc.PythonModel):
+        """The pyfunc: one reading per picture, as `src.predict` gives it in JSON."""
+
+        def load_context(self, context) -> None:
+            self.model = mlflow.keras.load_model(context.artifacts["classifier"])
+            self.model.predict_on_batch(np.zeros((1, 28, 28), np.uint8))  # build the predict function once
+
+        def predict(self, context, model_input, params=None):
+            params = params or {}
+            reader = _KerasReader(self.model, float(params.get("sure", SURE)))
+            top = int(params.get("top", TOP))
+            if not 1 <= top <= 10:
+                raise _bad(f"params.top: between 1 and 10, got {top}")
+            if isinstance(model_input, dict) or hasattr(model_input, "columns"):  # the `image` column
+                if "image" not in model_input:
+                    raise _bad(f"expected a column `image`, got {list(model_input)}")
+                pictures = list(model_input["image"])
+            else:
+                pictures = list(model_input)
+            readings = []
+            for i, value in enumerate(pictures):
+                try:
+                    reading, _ = reader.read_picture(picture_bytes(value, i), f"picture {i}", top)
+                except UserError as e:
+                    raise _bad(str(e)) from None
+                readings.append(asdict(reading))
+            return readings
+
+
+def signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "image")]),
+        params=ParamSchema([ParamSpec("top", "long", TOP), ParamSpec("sure", "double", SURE)]),
+    )
+
+
+def log_reader(classifier_uri: str, requirements: list[str]):
+    """Log the reading model around the classifier at `classifier_uri` in the active run."""
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+
+    progress = MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get_raw()
+    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.set("false")  # copying the classifier in is not worth a bar
+    try:
+        return _log(classifier_uri, requirements)
+    finally:
+        if progress is None:
+            MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.unset()
+        else:
+            MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.set(progress)
+
+
+def _log(classifier_uri: str, requirements: list[str]):
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # "an input example was not provided": an example picture would be run once at every logging
+        warnings.filterwarnings("ignore", message=".*input example was not provided")
+        package = Path(tmp) / "src"
+        (package / "assets").mkdir(parents=True)
+        for name in CODE:
+            shutil.copy2(Path(__file__).parent / name, package / name)
+        return mlflow.pyfunc.log_model(
+            name=ARTIFACT,
+            python_model=str(ENTRY),
+            artifacts={"classifier": classifier_uri},
+            code_paths=[str(package)],
+            signature=signature(),
+            pip_requirements=requirements,
+        )
