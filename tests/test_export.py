@@ -1,0 +1,115 @@
+"""src.export: a registered classifier as a SavedModel, ONNX and TFLite (float and int8), each checked
+against the Keras model and logged to the run the model came from."""
+
+import json
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from src import UserError
+from src.data import SAMPLE_PATH
+from tests.conftest import CONF, run_cli, use_store
+
+
+def _cfg(**overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="export", overrides=[f"{k}={v}" for k, v in overrides.items()])
+
+
+def test_a_mixed_precision_model_is_rebuilt_in_float32_with_the_same_weights():
+    import keras
+
+    from src.export import _leaves, float32_model
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        inputs = keras.Input((28, 28, 1))
+        inner = keras.Sequential(
+            [keras.layers.Flatten(), keras.layers.Dense(16, activation="relu")], name="inner"
+        )
+        outputs = keras.layers.Dense(10, activation="softmax", dtype="float32")(inner(inputs))
+        model = keras.Model(inputs, outputs)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    rebuilt, changed = float32_model(model)
+    assert changed and all(layer.dtype_policy.name == "float32" for layer in _leaves(rebuilt))
+    for a, b in zip(model.get_weights(), rebuilt.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).uniform(0, 255, (8, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(model.predict(x, verbose=0), rebuilt.predict(x, verbose=0), atol=0.05)
+    assert float32_model(rebuilt) == (rebuilt, False)  # already float32: kept as it is
+
+
+def test_bad_export_requests_say_what_is_wrong(tmp_path):
+    from src.export import export
+
+    with pytest.raises(UserError, match="format: 'pdf' is not one of saved_model, onnx, tflite"):
+        export(_cfg(format="pdf"))
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("x")
+    with pytest.raises(UserError, match="exists and is not an empty directory"):
+        export(_cfg(out=tmp_path / "taken"))
+    with pytest.raises(UserError, match="parity_digits: between 1 and 1000"):
+        export(_cfg(out=tmp_path / "a", parity_digits=5000))
+    uri = f"sqlite:///{tmp_path}/empty.db"
+    with pytest.raises(UserError, match="model: cannot load 'models:/nothing/1'"):
+        export(_cfg(out=tmp_path / "b", model="models:/nothing/1", tracking_uri=uri))
+
+
+@pytest.mark.slow
+def test_each_export_matches_the_keras_model_and_is_logged(digit_model, tmp_path):
+    import mlflow
+    import tensorflow as tf
+
+    from src.export import export, float32_model, run_onnx, run_tflite
+
+    # as a user runs it: a SavedModel placed in a TF Serving version folder
+    out = tmp_path / "serving" / "handwritten-digits" / "1"
+    env = {"MLFLOW_TRACKING_URI": digit_model["uri"]}
+    result = run_cli(
+        "src.export", f"model={digit_model['model']}", "format=saved_model", f"out={out}", env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "max_diff < 0.0001: ok" in result.stdout and "logged to run" in result.stdout
+
+    sample = np.load(SAMPLE_PATH)
+    x, y = sample["x_test"], sample["y_test"]
+    use_store(digit_model["uri"])
+    keras_model, _ = float32_model(mlflow.keras.load_model(digit_model["model"]))
+    reference = keras_model.predict(x[..., None].astype("float32"), verbose=0)
+    signature = tf.saved_model.load(str(out)).signatures["serving_default"]
+    assert list(signature.structured_input_signature[1]) == ["digits"]
+    assert len(signature.structured_outputs) == 1  # one output: the 10 probabilities
+    (p,) = signature(digits=tf.constant(x)).values()
+    assert np.abs(p.numpy() - reference).max() < 1e-4
+
+    paths = {}
+    for fmt in ("onnx", "tflite"):
+        target, report, run_id = export(_cfg(model=digit_model["model"], format=fmt, out=tmp_path / fmt))
+        assert run_id and all(r.passed for r in report), report
+        paths[fmt] = target
+    # checked here again, apart from the command's own report
+    assert np.abs(run_onnx(paths["onnx"] / "model.onnx", x) - reference).max() < 1e-4
+    assert np.abs(run_tflite(paths["tflite"] / "model.tflite", x) - reference).max() < 1e-4
+    int8 = run_tflite(paths["tflite"] / "model_int8.tflite", x)
+    assert (reference.argmax(1) == y).sum() - (int8.argmax(1) == y).sum() <= 3  # 0.3 points of 1,000
+    sizes = {name: (paths["tflite"] / name).stat().st_size for name in ("model.tflite", "model_int8.tflite")}
+    assert sizes["model_int8.tflite"] < 0.4 * sizes["model.tflite"]  # int8 weights: a quarter of float32
+    report = json.loads((paths["tflite"] / "parity.json").read_text())
+    assert [r["file"] for r in report["parity"]] == ["model.tflite", "model_int8.tflite"]
+
+    client = mlflow.MlflowClient()
+    logged = {
+        a.path
+        for fmt in ("saved_model", "onnx", "tflite")
+        for a in client.list_artifacts(run_id, f"exports/{fmt}")
+    }
+    assert {
+        "exports/onnx/model.onnx",
+        "exports/tflite/model_int8.tflite",
+        "exports/saved_model/saved_model.pb",
+    } <= logged
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["export.tflite_int8.accuracy"] > 0.9 and metrics["export.onnx.max_diff"] < 1e-4
+    assert metrics["export.saved_model.max_diff"] < 1e-4 and metrics["export.tflite.max_diff"] < 1e-4
