@@ -57,6 +57,8 @@ def _check_sweep_structure(uri: str, varied: tuple[str, list[str]] = BACKBONES) 
     best_value = max(c.data.metrics["final_val_accuracy"] for c in children)
     champion = mlflow.MlflowClient().get_model_version_by_alias("handwritten-digits", "champion")
     assert mlflow.get_run(champion.run_id).data.metrics["final_val_accuracy"] == best_value
+    reader = mlflow.MlflowClient().get_model_version_by_alias("handwritten-digits-reader", "champion")
+    assert reader.tags["classifier"] == f"handwritten-digits/{champion.version}"  # the reader follows
 
 
 @pytest.mark.slow
