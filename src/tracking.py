@@ -429,7 +429,7 @@ def log_model(model, registered_model: str | None, reader_model: str | None = No
         from src.reader_model import log_reader
 
         reader = log_reader(
-            info.model_uri, [*requirements, f"pillow=={PIL.__version__}", f"scipy=={scipy.__version__}"]
+            model, [*requirements, f"pillow=={PIL.__version__}", f"scipy=={scipy.__version__}"]
         )
         wraps = {"classifier": f"{registered_model}/{version}", "classifier_version": version}
         registered = _retry_races(mlflow.register_model, reader.model_uri, reader_model, tags=wraps)

@@ -200,7 +200,7 @@ def _metric_steps(run_id: str, key: str) -> list[int]:
 @pytest.mark.slow
 def test_an_interrupted_run_is_killed_and_resumes_where_it_stopped(store, tmp_path):
     overrides = [
-        "backbone=simple_cnn", "data=mnist_sample", "data.train_limit=3000", "augmentation=none",
+        "backbone=simple_cnn", "data=mnist_sample", "data.train_limit=1500", "augmentation=none",
         "training.epochs=6", "~training.callbacks.early_stopping", "training.verbose=2",
         f"training.checkpoint_dir={tmp_path / 'checkpoints'}",
     ]  # fmt: skip
