@@ -73,3 +73,35 @@ def non_digits(rng: np.random.Generator, scribbles: int = 200, smudges: int = 10
             draw.ellipse((int(x), int(y), int(x + w), int(y + h)), fill=int(rng.integers(0, 90)))
         found["smudges"].append(np.asarray(image, np.float32))
     return found
+
+
+def bad_pictures(rng: np.random.Generator) -> dict[str, bytes]:
+    """Files a reader must answer (or refuse) clearly and quickly: an empty canvas, a single dot, hundreds
+    of blobs, a 40-megapixel photo, pure noise, a transparent PNG with strokes on it."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    def encoded(image, fmt: str = "PNG", **options) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format=fmt, **options)
+        return buffer.getvalue()
+
+    found = {"empty canvas": encoded(Image.new("L", (600, 300), 255))}
+    dot = Image.new("L", (600, 300), 255)
+    ImageDraw.Draw(dot).ellipse((300, 150, 306, 156), fill=0)
+    found["single dot"] = encoded(dot)
+    blobs = Image.new("L", (1600, 800), 255)
+    draw = ImageDraw.Draw(blobs)
+    for x, y in rng.integers(10, (1580, 780), (600, 2)):
+        draw.ellipse((int(x), int(y), int(x) + 8, int(y) + 8), fill=0)
+    found["hundreds of blobs"] = encoded(blobs)
+    # a photo of paper: a light gradient with a 1 written on it, 8000x5000 (40 megapixels)
+    photo = Image.linear_gradient("L").resize((8000, 5000)).point(lambda v: 160 + v // 4)
+    ImageDraw.Draw(photo).line([(4000, 1200), (3900, 3800)], fill=20, width=160)  # a 1
+    found["40-megapixel photo"] = encoded(photo, "JPEG", quality=85)
+    found["pure noise"] = encoded(Image.fromarray(rng.integers(0, 256, (400, 800), dtype=np.uint8)))
+    clear = Image.new("RGBA", (600, 300), (0, 0, 0, 0))
+    ImageDraw.Draw(clear).line([(280, 60), (300, 240)], fill=(0, 0, 0, 255), width=16)
+    found["transparent PNG"] = encoded(clear)
+    return found

@@ -186,9 +186,8 @@ def _run_of(uri: str) -> str | None:
 def export(cfg: DictConfig) -> tuple[Path, list[Parity], str | None]:
     import mlflow
 
-    from src import access
     from src.data import SAMPLE_PATH, read_npz
-    from src.tracking import resolve_uri
+    from src.predict import load_classifier
 
     if cfg.format not in FORMATS:
         raise UserError(f"format: {cfg.format!r} is not one of {', '.join(FORMATS)}")
@@ -201,16 +200,7 @@ def export(cfg: DictConfig) -> tuple[Path, list[Parity], str | None]:
         raise UserError(f"parity_digits: between 1 and {len(arrays['y_test'])}, got {n}")
     x, y = arrays["x_test"][:n].astype(np.uint8), arrays["y_test"][:n]
 
-    store = resolve_uri(cfg.tracking_uri)
-    mlflow.set_tracking_uri(store)
-    mlflow.set_registry_uri(store)
-    access.check_login(store)
-    try:
-        classifier = mlflow.keras.load_model(cfg.model)
-    except Exception as e:
-        refused = access.refusal(e, store)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(refused or f"model: cannot load {cfg.model!r} from {store}: {first}") from None
+    classifier = load_classifier(cfg.model, cfg.tracking_uri)
     as_registered = np.asarray(classifier.predict(x, batch_size=256, verbose=0)).argmax(1)
     classifier, rebuilt = float32_model(classifier)
     if rebuilt:

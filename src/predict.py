@@ -27,28 +27,44 @@ from src.reading import SURE, Reader, Reading
 log = logging.getLogger("src.predict")
 
 
+def load_classifier(uri: str, tracking_uri: str | None = None):
+    """The Keras classifier at an MLflow model URI (models:/name@alias, models:/name/3, runs:/id/model),
+    from the store `tracking_uri` names (null: MLFLOW_TRACKING_URI, else ./mlruns); UserError in one
+    line when the URI names no classifier or the server refuses."""
+    import mlflow
+
+    from src import access
+    from src.tracking import resolve_uri
+
+    store = resolve_uri(tracking_uri)
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
+    access.check_login(store)  # before the model's loading imports TensorFlow
+    try:
+        # what the URI names, before the seconds that loading Keras takes: a wrong URI fails fast
+        flavors = mlflow.models.get_model_info(uri).flavors
+        if "keras" not in flavors:
+            raise UserError(
+                f"model: {uri} is not a Keras classifier (its flavors: {', '.join(flavors)}): give a "
+                "classifier, e.g. models:/handwritten-digits@champion (reading models are for serving)"
+            )
+        return mlflow.keras.load_model(uri)
+    except UserError:
+        raise
+    except Exception as e:  # MlflowException, OSError, ...: all say "this URI does not give a model"
+        refused = access.refusal(e, store)
+        if refused:  # unless the server would not let us see it
+            raise UserError(refused) from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"model: cannot load {uri!r} from {store}: {first}") from None
+
+
 class Classifier(Reader):
-    """An MLflow model (any URI: models:/name@alias, models:/name/3, runs:/id/model), loaded once."""
+    """A classifier (`load_classifier`) loaded once, reading pictures."""
 
     def __init__(self, uri: str, tracking_uri: str | None = None, sure: float = SURE):
-        import mlflow
-
-        from src import access
-        from src.tracking import resolve_uri
-
-        store = resolve_uri(tracking_uri)
-        mlflow.set_tracking_uri(store)
-        mlflow.set_registry_uri(store)
-        access.check_login(store)  # before the model's loading imports TensorFlow
         start = time.perf_counter()
-        try:
-            self.model = mlflow.keras.load_model(uri)
-        except Exception as e:  # MlflowException, OSError, ...: all say "this URI does not give a model"
-            refused = access.refusal(e, store)
-            if refused:  # unless the server would not let us see it
-                raise UserError(refused) from None
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"model: cannot load {uri!r} from {store}: {first}") from None
+        self.model = load_classifier(uri, tracking_uri)
         self.uri = uri
         self.sure = sure
         self.probabilities(np.zeros((1, 28, 28), np.uint8))  # build the predict function once

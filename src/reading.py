@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from src.segmentation import DigitCrop, decode, read_line
+from src.segmentation import DigitCrop, NotALine, decode, read_line
 
 # A digit is read as sure when the model's (calibrated) probability of it is at least this.
 SURE = 0.9
@@ -70,5 +70,8 @@ class Reader:
         )
 
     def read_picture(self, data: bytes, name: str = "image", top: int = 3) -> tuple[Reading, list[DigitCrop]]:
-        crops = read_line(decode(data, name), self.probabilities)
+        try:
+            crops = read_line(decode(data, name), self.probabilities)
+        except NotALine as e:  # an answer, not an error: nothing is read from it
+            return Reading(number="", message=str(e)), []
         return self.read(crops, top), crops

@@ -29,6 +29,22 @@ WORK_SIZE = 800  # pictures are scaled down to this longest side before segmenta
 MIN_CONTRAST = 32  # 0-255: less difference between ink and paper counts as no ink
 
 
+# A line holds up to MAX_DIGITS digits; a picture with more than MAX_MARKS separate marks (after the
+# strokes of one digit are put together) is not a line of digits: scattered dots, text, a texture.
+MAX_DIGITS = 20
+MAX_MARKS = 2 * MAX_DIGITS
+
+
+class NotALine(Exception):
+    """More separate marks than a line of digits has."""
+
+    def __init__(self, marks: int):
+        super().__init__(
+            f"{marks} separate marks: not a line of digits (at most {MAX_DIGITS} digits are read on a line)"
+        )
+        self.marks = marks
+
+
 @dataclass
 class DigitCrop:
     image: np.ndarray  # (28, 28) uint8, white on black, as the model expects
@@ -245,6 +261,8 @@ def read_line(gray: np.ndarray, classify, max_per_blob: int = MAX_PER_BLOB) -> l
     """
     strokes = ink(gray)
     found = blobs(strokes)
+    if len(found) > MAX_MARKS:
+        raise NotALine(len(found))
     plans = []  # per blob: its cut positions and candidate pieces
     images = []
     for blob in found:

@@ -1,9 +1,12 @@
 """Training across devices: a mirrored run really runs on several replicas and learns the same."""
 
+import subprocess
+import sys
+
 import mlflow
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -15,16 +18,30 @@ COMMON = [
 
 def test_mirrored_on_two_cpu_devices_learns_like_the_default_strategy(store, tmp_path):
     # each run in its own process: the CPU can only be split before TensorFlow starts
+    # (the two at once: their seconds of start-up overlap)
     strategies = {"default": [], "mirrored": ["training.strategy=mirrored", "training.cpu_devices=2"]}
-    results = {
-        name: run_cli(
-            "src.train", *COMMON, *overrides, f"tracking.run_name={name}", f"hydra.run.dir={tmp_path / name}"
-        )
+    processes = {
+        name: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "src.train",
+                *COMMON,
+                *overrides,
+                f"tracking.run_name={name}",
+                f"hydra.run.dir={tmp_path / name}",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
         for name, overrides in strategies.items()
     }
-    for result in results.values():
-        assert result.returncode == 0, result.stderr[-3000:]
-    output = results["mirrored"].stdout + results["mirrored"].stderr
+    outputs = {name: process.communicate(timeout=600)[0] for name, process in processes.items()}
+    for name, process in processes.items():
+        assert process.returncode == 0, outputs[name][-3000:]
+    output = outputs["mirrored"]
     assert "strategy mirrored: 2 replica(s) on CPU:0, CPU:1" in output
 
     runs = {r.info.run_name: r for r in mlflow.search_runs(search_all_experiments=True, output_format="list")}

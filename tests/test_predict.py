@@ -86,6 +86,9 @@ def test_predict_answers_bad_inputs_clearly(digit_model, tmp_path):
 
     result = run_cli("src.predict", "model=models:/no-such-model/1", f"images={tmp_path}/notes.png", env=env)
     assert result.returncode == 2 and "cannot load 'models:/no-such-model/1'" in result.stderr
+    reader = "model=models:/handwritten-digits-reader/1"  # a reading model is served, not read with
+    result = run_cli("src.predict", reader, f"images={tmp_path}/notes.png", env=env)
+    assert result.returncode == 2 and "is not a Keras classifier" in result.stderr
 
     result = run_cli("src.predict", f"images={tmp_path}/*.jpg", env=env)
     assert result.returncode == 2 and "nothing matches" in result.stderr

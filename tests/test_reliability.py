@@ -1,5 +1,6 @@
 """Reliability: bad input gets a clear answer and leaves nothing behind; failures lose nothing."""
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from src.compose import bad_pictures
 from src.data import SAMPLE_PATH
 from tests.conftest import ROOT, free_port, run_cli, serving, use_store
 
@@ -173,6 +175,19 @@ def test_the_drawing_server_refuses_bad_requests_and_keeps_serving(digit_model, 
         assert _http(f"{url}/predict") == 405  # GET on the endpoint
         assert _http(f"{url}/nowhere") == 404
         assert _http(f"{url}/predict", "POST", png.getvalue()) == 200  # blank: an answer, not an error
+        # the issue's bad pictures: each answered (never a 500), and the page keeps serving
+        answers = {}
+        for name, data in bad_pictures(np.random.default_rng(0)).items():
+            request = urllib.request.Request(f"{url}/predict", data=data, method="POST")
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answers[name] = json.loads(response.read())
+        assert answers["empty canvas"]["number"] == "" and "no ink" in answers["empty canvas"]["message"]
+        assert answers["transparent PNG"]["number"] == "1"  # black strokes on a transparent sheet
+        for name in ("single dot", "hundreds of blobs", "pure noise"):
+            assert not answers[name]["sure"], (name, answers[name]["text"])  # no sure number from these
+        assert answers["40-megapixel photo"]["number"] == "1"  # scaled down, the paper's gradient ignored
+        marks = answers["hundreds of blobs"]
+        assert marks["number"] == "" and "separate marks: not a line of digits" in marks["message"]
         assert _http(f"{url}/health") == 200
     bad = run_cli("src.draw", "model=models:/nobody/1", env={"MLFLOW_TRACKING_URI": digit_model["uri"]})
     assert bad.returncode == 2 and "cannot load 'models:/nobody/1'" in bad.stderr
