@@ -41,6 +41,8 @@ def train(
     if cfg.training.resume:  # so does a run that cannot be resumed, before anything is written to the store
         tracking.use_store(cfg.tracking, create=False)
         tracking.check_resumable(cfg.training.resume, _checkpoint_dir(cfg, cfg.training.resume))
+    if not cfg.training.enabled:  # and a registered model that is not there
+        _registered_uri(cfg)
     distribution = distribute.make(cfg.training)  # before anything else touches TensorFlow's devices
     import keras
 
@@ -376,14 +378,31 @@ def _verbosity(verbose) -> int:
     return int(verbose)
 
 
-def _load_registered(cfg: DictConfig):
-    """The model evaluated when training.enabled=false."""
+def _registered_uri(cfg: DictConfig) -> str:
+    """The URI of the model evaluated when training.enabled=false, checked (without loading Keras) to name
+    a model in the store."""
     import mlflow
 
     from src import access, tracking
 
     tracking.use_store(cfg.tracking, create=False)
     uri = cfg.training.model_uri or f"models:/{cfg.tracking.registered_model}/latest"
+    try:
+        mlflow.models.get_model_info(uri)
+    except (mlflow.exceptions.MlflowException, OSError) as e:
+        if access.refusal(e):
+            raise
+        raise UserError(f"training.model_uri: cannot load {uri}: {str(e).splitlines()[0]}") from None
+    return uri
+
+
+def _load_registered(cfg: DictConfig):
+    """The model evaluated when training.enabled=false."""
+    import mlflow
+
+    from src import access
+
+    uri = _registered_uri(cfg)
     try:
         return mlflow.keras.load_model(uri)
     except (mlflow.exceptions.MlflowException, OSError) as e:
