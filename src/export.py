@@ -3,8 +3,8 @@
 python -m src.export model=models:/handwritten-digits@champion format=saved_model|onnx|tflite out=<dir>
 
 - saved_model: a TensorFlow SavedModel in `out` itself; its `serving_default` signature takes uint8
-  digits (N, 28, 28) and has one output, `probabilities` (N, 10). TF Serving wants it in a numbered
-  version folder: out=serving/handwritten-digits/1.
+  `digits` (N, 28, 28) and has one output, `output_0`: the probabilities (N, 10). TF Serving wants it in
+  a numbered version folder: out=serving/handwritten-digits/1.
 - onnx: out/model.onnx (tf2onnx, the converter Keras uses; `pip install '.[export]'`), input `digits`.
 - tflite: out/model.tflite (float) and out/model_int8.tflite (weights and activations quantised to int8,
   calibrated on training digits; uint8 digits in, float probabilities out).
@@ -12,7 +12,9 @@ python -m src.export model=models:/handwritten-digits@champion format=saved_mode
 Each file is run on `parity_digits` MNIST test digits beside the Keras model: a float export may differ by
 less than 1e-4 in any probability, the int8 one by at most 0.3 points of accuracy. The report
 (out/parity.json) and the files are logged to the run the model came from (exports/<format>/), with
-metrics export.<file>.max_diff and export.<file>.accuracy. An export that fails parity exits 1, unlogged.
+metrics export.<format>.max_diff and .accuracy (export.tflite_int8.* for the int8 file). A model trained
+in mixed precision is exported, and compared, in float32 with the same weights. An export that fails
+parity exits 1, unlogged.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import numpy as np
 from omegaconf import DictConfig, ListConfig
 
 from src import UserError
-from src.reading import SURE, Reader, Reading
+from src.reading import SURE, ModelReader, Reading
 
 log = logging.getLogger("src.predict")
 
@@ -59,20 +59,15 @@ def load_classifier(uri: str, tracking_uri: str | None = None):
         raise UserError(f"model: cannot load {uri!r} from {store}: {first}") from None
 
 
-class Classifier(Reader):
+class Classifier(ModelReader):
     """A classifier (`load_classifier`) loaded once, reading pictures."""
 
     def __init__(self, uri: str, tracking_uri: str | None = None, sure: float = SURE):
         start = time.perf_counter()
-        self.model = load_classifier(uri, tracking_uri)
+        super().__init__(load_classifier(uri, tracking_uri), sure)
         self.uri = uri
-        self.sure = sure
         self.probabilities(np.zeros((1, 28, 28), np.uint8))  # build the predict function once
         log.info("loaded %s in %.1f s", uri, time.perf_counter() - start)
-
-    def probabilities(self, digits: np.ndarray) -> np.ndarray:
-        """(N, 28, 28) uint8 white-on-black digits -> (N, 10) probabilities."""
-        return np.asarray(self.model.predict_on_batch(digits), dtype=np.float64)
 
 
 def expand(images) -> list[Path]:

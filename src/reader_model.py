@@ -26,7 +26,7 @@ import mlflow
 import numpy as np
 
 from src import UserError
-from src.reading import SURE, Reader
+from src.reading import SURE, ModelReader
 
 ARTIFACT = "reader"
 # What the model carries as code (from src/): everything the pipeline imports, and nothing else.
@@ -34,15 +34,6 @@ CODE = ("__init__.py", "segmentation.py", "reading.py", "reader_model.py", "asse
 # The model itself, as MLflow's models-from-code wants it: a script that names the model (no pickle).
 ENTRY = Path(__file__).parent / "reader_entry.py"
 TOP = 3
-
-
-class _KerasReader(Reader):
-    def __init__(self, model, sure: float):
-        self.model = model
-        self.sure = sure
-
-    def probabilities(self, digits: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict_on_batch(digits), dtype=np.float64)
 
 
 def _bad(message: str) -> mlflow.exceptions.MlflowException:
@@ -79,7 +70,7 @@ with warnings.catch_warnings():
 
         def predict(self, context, model_input, params=None):
             params = params or {}
-            reader = _KerasReader(self.model, float(params.get("sure", SURE)))
+            reader = ModelReader(self.model, float(params.get("sure", SURE)))
             top = int(params.get("top", TOP))
             if not 1 <= top <= 10:
                 raise _bad(f"params.top: between 1 and 10, got {top}")

@@ -75,3 +75,15 @@ class Reader:
         except NotALine as e:  # an answer, not an error: nothing is read from it
             return Reading(number="", message=str(e)), []
         return self.read(crops, top), crops
+
+
+class ModelReader(Reader):
+    """A reader around a loaded Keras model (anything with `predict_on_batch`)."""
+
+    def __init__(self, model, sure: float = SURE):
+        self.model = model
+        self.sure = sure
+
+    def probabilities(self, digits: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) uint8 white-on-black digits -> (N, 10) probabilities."""
+        return np.asarray(self.model.predict_on_batch(digits), dtype=np.float64)
