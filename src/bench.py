@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def matmul_peak(n: int = 2048, dtype: str = "float32", seconds: float = 3.0) -> 
 
 def conv_flops(model) -> float:
     """Multiply-adds x 2 of the conv and dense layers for one image."""
-    from src.model import leaf_layers
+    from src.models.networks import leaf_layers
 
     flops = 0.0
     for layer in leaf_layers(model):
@@ -72,10 +73,11 @@ def forward_throughput(precision: str, images: int = 2048, batch: int = 256) -> 
     Keras's layers as they are, and the nominal GFLOP per image."""
     import keras
 
-    from src import data, model
+    from src import data
+    from src.models import networks
 
-    model.set_precision(precision)
-    network = model.build_model(compose("backbone.weights=null"))
+    networks.set_precision(precision)
+    network = networks.build_model(compose("backbone.weights=null"))
     x = data.batches(np.random.default_rng(0).integers(0, 256, (images, 28, 28, 1)).astype(np.uint8), batch)
     rates = []
     for features in (network.forward_features, network.features):
@@ -87,7 +89,7 @@ def forward_throughput(precision: str, images: int = 2048, batch: int = 256) -> 
             best = max(best, images / (time.perf_counter() - start))
         rates.append(best)
     gflop = conv_flops(network.features) / 1e9
-    model.set_precision("float32")
+    networks.set_precision("float32")
     keras.backend.clear_session()
     return rates[0], rates[1], gflop
 
@@ -124,13 +126,14 @@ def plain_fit(data_overrides: list[str], epochs: int = 3, batch: int = 32) -> fl
     """The same model fed from in-memory tensors with plain model.fit: images/s of its fastest later epoch."""
     import keras
 
-    from src import data, model
+    from src import data
+    from src.models import networks
 
-    model.set_precision("float32")
+    networks.set_precision("float32")
     keras.utils.set_random_seed(42)
     cfg = compose("backbone.weights=null", "augmentation=none", *data_overrides)
     digits = data.load_digits(cfg.data)
-    network = model.build_model(cfg)
+    network = networks.build_model(cfg)
     trainee = network.trainee  # the model the framework trains: the frozen backbone's fast twin
     trainee.compile(
         optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
@@ -189,7 +192,7 @@ def keras_io_convnet(
         ]
     )
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
-    clock = {"elapsed": 0.0, "accuracies": [], "times": [], "reached": None}
+    clock: dict[str, Any] = {"elapsed": 0.0, "accuracies": [], "times": [], "reached": None}
 
     class Clock(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -261,7 +264,7 @@ def train_command(store: str, workdir: Path, *overrides: str) -> dict:
 
 # the reading benchmark's sets: how many numbers of how many digits, the gaps between digits (a fraction
 # of a digit's width; negative: overlapping) and how much wider than MNIST's each digit is drawn
-READING_SETS = {
+READING_SETS: dict[str, dict[str, Any]] = {
     "spaced": {"digits": 5, "gaps": (0.2, 1.0), "stretch": (1.0, 1.0)},
     "wide": {"digits": 3, "gaps": (0.3, 1.0), "stretch": (1.3, 1.7)},
     "touching": {"digits": 2, "gaps": (-0.1, 0.0), "stretch": (1.0, 1.0)},
@@ -271,9 +274,9 @@ READING_SETS = {
 def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int) -> dict:
     """Numbers composed from MNIST test digits (never trained on), read by the model as src.predict
     reads a picture: exact numbers per set, digits right in the spaced set, the slowest picture."""
-    from src import segmentation
-    from src.compose import compose_number
-    from src.predict import Classifier
+    from src.apps.classifier import Classifier
+    from src.data.pictures import compose_number
+    from src.reading import segmentation
 
     classifier = Classifier(model_uri, store)
     rng = np.random.default_rng(0)
@@ -287,7 +290,7 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
             start = time.perf_counter()
             crops = segmentation.read_line(gray, classifier.probabilities)
             slowest = max(slowest, time.perf_counter() - start)
-            read = "".join(str(int(np.argmax(c.probabilities))) for c in crops)
+            read = "".join(str(int(np.argmax(c.probabilities))) for c in crops if c.probabilities is not None)
             truth = "".join(map(str, y[chosen]))
             exact += read == truth
             if len(read) == len(truth):
@@ -303,7 +306,7 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
     sure = p.max(axis=1) >= classifier.sure
     result["reading_digits_sure"] = float(sure.mean())
     result["reading_sure_digits_wrong"] = float((p.argmax(axis=1)[sure] != y[:3000][sure]).mean())
-    from src.compose import non_digits
+    from src.data.pictures import non_digits
 
     others = non_digits(rng)
     for name, pictures in others.items():
@@ -318,7 +321,7 @@ def bad_input(classifier, rng: np.random.Generator) -> dict:
     """Each bad picture read from its file as src.predict reads it (an answer or a one-line refusal): how
     long the worst took and what each gave."""
     from src import UserError
-    from src.compose import bad_pictures
+    from src.data.pictures import bad_pictures
 
     times, answers = {}, {}
     for name, data in bad_pictures(rng).items():
@@ -329,7 +332,7 @@ def bad_input(classifier, rng: np.random.Generator) -> dict:
         except UserError as e:
             answers[name] = f"refused: {e}"
         times[name] = time.perf_counter() - start
-    worst = max(times, key=times.get)
+    worst = max(times, key=lambda name: times[name])
     return {
         "reading_bad_input_worst_s": times[worst],
         "reading_bad_input_worst": worst,
@@ -369,10 +372,10 @@ def scaling_figure(rows: list[dict], path: Path) -> None:
 
 def latency(model_uri: str, store: str, repeats: int = 300) -> tuple[float, float]:
     """p50 and p99 milliseconds of one digit through the loaded registered model."""
-    from src.predict import Classifier
+    from src.apps.classifier import Classifier
 
     classifier = Classifier(model_uri, store)
-    digit = np.load(ROOT / "src/assets/mnist_sample.npz")["x_test"][:1]
+    digit = np.load(ROOT / "src/data/mnist_sample.npz")["x_test"][:1]
     for _ in range(20):
         classifier.probabilities(digit)
     times = []
@@ -505,12 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
 
     mlflow.set_tracking_uri(store)
-    run = mlflow.search_runs(search_all_experiments=True, order_by=["start_time DESC"], output_format="list")[
-        0
-    ]
-    r["startup_s"] = run.data.metrics["startup_s"]
-    r["logging_and_registration_s"] = run.data.metrics["logging_time_s"]
-    version = run.data.tags["registered_model"].split("/")[1]
+    last = mlflow.search_runs(
+        search_all_experiments=True, order_by=["start_time DESC"], output_format="list"
+    )[0]
+    r["startup_s"] = last.data.metrics["startup_s"]
+    r["logging_and_registration_s"] = last.data.metrics["logging_time_s"]
+    version = last.data.tags["registered_model"].split("/")[1]
     r["latency_p50_ms"], r["latency_p99_ms"] = latency(f"models:/handwritten-digits/{version}", store)
 
     step("peak memory of a full-MNIST VGG16 run")
@@ -528,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     )[0]
     r["full_mnist_data"] = fallback.data.tags.get("data.name")
 
-    from src import precision
+    from src.models import precision
 
     r["precision_probe_bf16_speedup"] = precision.measure()
     r["precision_auto_chooses"] = (
@@ -602,10 +605,11 @@ def main(argv: list[str] | None = None) -> int:
             order_by=["start_time ASC"],
             output_format="list",
         )[0].info.run_id
+        assert mnist is not None
         digits = np.load(mnist)
     else:
         reader = run("+experiment=fast_baseline", "data=mnist_sample", "training.epochs=10")["run_id"]
-        digits = np.load(ROOT / "src/assets/mnist_sample.npz")
+        digits = np.load(ROOT / "src/data/mnist_sample.npz")
     r.update(
         reading(f"runs:/{reader}/model", store, digits["x_test"], digits["y_test"], 100 if quick else 300)
     )

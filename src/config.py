@@ -6,11 +6,22 @@ Runs right after composition, before TensorFlow is imported, so a bad value cost
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Optional
 
-from omegaconf import DictConfig
+from omegaconf import MISSING, DictConfig
 
-from src import UserError, distribute
+from src import UserError
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# training.strategy: what src/training/distribute.py builds
+STRATEGIES = ("default", "mirrored")
+MULTI_WORKER_BLOCKED = (
+    "training.strategy=multi_worker: Keras 3's fit does not train under TensorFlow's "
+    "MultiWorkerMirroredStrategy (keras-team/keras#20585, open). Use mirrored for the devices of one host, "
+    "and a cluster launcher to spread the runs of a sweep over hosts"
+)
 
 
 def _whole(cfg, key: str, minimum: int, allow_none: bool = False) -> None:
@@ -88,8 +99,8 @@ def validate_training(cfg: DictConfig) -> None:
     _choice(cfg, "training.checkpoints", (True, False))
     _choice(cfg, "training.calibrate", (True, False))
     if cfg.training.strategy == "multi_worker":
-        raise UserError(distribute.MULTI_WORKER_BLOCKED)
-    _choice(cfg, "training.strategy", distribute.STRATEGIES)
+        raise UserError(MULTI_WORKER_BLOCKED)
+    _choice(cfg, "training.strategy", STRATEGIES)
     _whole(cfg, "training.cpu_devices", 1)
     devices = cfg.training.devices
     if devices is not None and (isinstance(devices, str) or not all(isinstance(d, str) for d in devices)):
@@ -119,3 +130,62 @@ def validate_champion(tracking: DictConfig) -> None:
     delta = tracking.champion.get("min_delta", 0.0)
     if isinstance(delta, bool) or not isinstance(delta, int | float) or delta < 0:
         raise UserError(f"tracking.champion.min_delta={delta}: a number of at least 0")
+
+
+def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
+    """The config `python -m src.train <overrides>` composes (Hydra's Compose API, nothing run); a bad
+    override is a UserError in Hydra's words."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(config_name=config_name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise UserError(" ".join(str(e).split())) from None
+
+
+# Schemas of the commands' own configs (conf/commands/: predict, draw, export): Hydra checks the types
+# of their keys as it composes (`top=three` is refused with the key's name), the YAML keeps the values.
+@dataclass
+class PredictConfig:
+    model: str = MISSING
+    images: Any = None  # a path, a glob or a list of them
+    json: bool = False
+    top: int = 3
+    tracking_uri: Optional[str] = None  # noqa: UP045 (OmegaConf reads Optional, not X | None, on 3.10)
+    sure: float = 0.9
+
+
+@dataclass
+class DrawConfig:
+    model: str = MISSING
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_mb: float = 5.0
+    top: int = 3
+    tracking_uri: Optional[str] = None  # noqa: UP045
+    sure: float = 0.9
+
+
+@dataclass
+class ExportConfig:
+    model: str = MISSING
+    format: str = "saved_model"
+    out: Optional[str] = None  # noqa: UP045
+    tracking_uri: Optional[str] = None  # noqa: UP045
+    digits: Optional[str] = None  # noqa: UP045
+    parity_digits: int = 1000
+    log: bool = True
+
+
+def register_schemas() -> None:
+    """Put the schemas in Hydra's ConfigStore, where the commands' YAML files name them in their defaults."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="predict_schema", node=PredictConfig)
+    store.store(name="draw_schema", node=DrawConfig)
+    store.store(name="export_schema", node=ExportConfig)

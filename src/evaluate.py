@@ -1,56 +1,105 @@
-"""Scores of a trained model on a labelled set: predictions, loss, confusion matrix, per-class report."""
+"""Score a registered model on the test set, in a new run (nothing trained, nothing registered).
+
+python -m src.evaluate model=models:/handwritten-digits/1 [data=... data.path=...]
+
+`model` takes any MLflow model URI of a classifier (default: the latest version of
+tracking.registered_model); the data, tracking and precision keys are training's. `python -m src.train
+training.enabled=false training.model_uri=...` does the same.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
 
-import numpy as np
+import hydra
+from omegaconf import DictConfig
 
-from src.data import NUM_CLASSES, batches
+from src import UserError, cli
 
-
-@dataclass
-class Evaluation:
-    split: str
-    labels: np.ndarray
-    probabilities: np.ndarray
-
-    @property
-    def predictions(self) -> np.ndarray:
-        return self.probabilities.argmax(axis=1)
-
-    @property
-    def accuracy(self) -> float:
-        return float((self.predictions == self.labels).mean()) if len(self.labels) else float("nan")
-
-    @property
-    def loss(self) -> float:
-        """Sparse categorical cross-entropy, clipped as Keras clips it."""
-        p = self.probabilities[np.arange(len(self.labels)), self.labels]
-        return float(-np.log(np.clip(p, 1e-7, 1.0)).mean()) if len(self.labels) else float("nan")
-
-    def confusion(self) -> np.ndarray:
-        """Counts with true classes as rows and predicted classes as columns."""
-        counts = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
-        np.add.at(counts, (self.labels, self.predictions), 1)
-        return counts
-
-    def per_class(self) -> dict[str, float]:
-        """precision_C, recall_C, f1_C for each class C and their macro averages."""
-        from sklearn.metrics import precision_recall_fscore_support
-
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            self.labels, self.predictions, labels=range(NUM_CLASSES), zero_division=0
-        )
-        scores = {}
-        for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
-            scores.update({f"{name}_{c}": float(v) for c, v in enumerate(values)})
-            scores[f"{name}_macro"] = float(values.mean())
-        return scores
+log = logging.getLogger("src.evaluate")
 
 
-def evaluate(model, x: np.ndarray, y: np.ndarray, split: str, batch_size: int = 256) -> Evaluation:
-    probabilities = model.predict(batches(x, batch_size), verbose=0) if len(x) else np.zeros((0, NUM_CLASSES))
-    return Evaluation(
-        split=split, labels=np.asarray(y), probabilities=np.asarray(probabilities, dtype=np.float32)
-    )
+def evaluate_registered(
+    cfg: DictConfig, hydra_output_dir: str | None = None, sweep: dict | None = None
+) -> dict[str, float]:
+    """The model at training.model_uri scored on the test split of cfg.data, in a run of its own."""
+    from src import data, tracking
+    from src.tracking import access
+
+    sweep = sweep or {}
+    access.check_login(tracking.resolve_uri(cfg.tracking.uri))
+    digits = data.load_digits(cfg.data, strict=cfg.strict)
+    uri = registered_uri(cfg)  # a model that is not there fails before TensorFlow loads
+    from src.training import distribute
+
+    with distribute.tensorflow_setting(cfg) as distribution:
+        from src.models import networks, precision
+        from src.models.scoring import evaluate
+        from src.training import fit
+
+        fit.set_seed(cfg.training)
+        requested = "float32" if cfg.training.precision == "auto" else cfg.training.precision
+        policy = precision.choose(requested, cfg.training.precision_probe)  # as it was saved, unless told
+        networks.set_precision(policy[0])
+        log.info("data: %s %s from %s", digits.name, digits.sizes(), digits.source)
+        model = load_registered(uri)
+        cli.announce(digits.fallbacks)
+
+        tracking.use_store(cfg.tracking)
+        name = cfg.tracking.run_name or sweep.get("run_name") or cfg.backbone.name
+        tags = {**cfg.tracking.tags, **sweep.get("tags", {})}
+        with tracking.run(name, sweep.get("parent_run_id"), tags):
+            tracking.log_setup(cfg, hydra_output_dir, model, digits, distribution, digits.fallbacks, policy)
+            test = evaluate(model, digits.x_test[..., None], digits.y_test, "test")
+            tracking.log_evaluation(test, images=digits.x_test)
+            log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
+        cli.announce(digits.fallbacks)
+    return {"test_accuracy": test.accuracy, "test_loss": test.loss}
+
+
+def registered_uri(cfg: DictConfig) -> str:
+    """training.model_uri (default: the latest version of tracking.registered_model), checked without
+    loading Keras to name a model in the store."""
+    import mlflow
+
+    from src import tracking
+    from src.tracking import access
+
+    tracking.use_store(cfg.tracking, create=False)
+    uri = cfg.training.model_uri or f"models:/{cfg.tracking.registered_model}/latest"
+    try:
+        mlflow.models.get_model_info(uri)
+    except (mlflow.exceptions.MlflowException, OSError) as e:
+        if access.refusal(e):
+            raise
+        raise UserError(f"training.model_uri: cannot load {uri}: {str(e).splitlines()[0]}") from None
+    return uri
+
+
+def load_registered(uri: str):
+    import mlflow
+
+    from src.tracking import access
+
+    try:
+        return mlflow.keras.load_model(uri)
+    except (mlflow.exceptions.MlflowException, OSError) as e:
+        if access.refusal(e):
+            raise
+        raise UserError(f"training.model_uri: cannot load {uri}: {str(e).splitlines()[0]}") from None
+
+
+@hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
+@cli.command()
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from src import config
+
+    config.validate_training(cfg)
+    scores = evaluate_registered(cfg, HydraConfig.get().runtime.output_dir)
+    print(f"test accuracy {scores['test_accuracy']:.4f}, test loss {scores['test_loss']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

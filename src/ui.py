@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlflow
 
-    from src.server import without_job_runner
+    from src.apps.tracking_server import without_job_runner
     from src.tracking import resolve_uri
 
     store = resolve_uri(args.store)

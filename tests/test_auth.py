@@ -9,7 +9,8 @@ import urllib.request
 
 import pytest
 
-from src import UserError, access
+from src import UserError
+from src.tracking import access
 from tests.conftest import TINY, free_port, run_cli, serving
 
 ADMIN_PASSWORD = "admin-password-for-tests"

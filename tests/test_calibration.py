@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from src import calibration
+from src.models import calibration
 
 
 def _overconfident(n=4000, seed=0):

@@ -70,7 +70,7 @@ def test_the_fast_baseline_preset_changes_what_it_says_and_keeps_the_data_overri
 def test_a_schedule_s_length_is_filled_in_from_the_run(compose_cfg):
     import keras
 
-    from src.train import optimizer
+    from src.training.fit import optimizer
 
     cfg = compose_cfg("+experiment=fast_baseline")
     adam = optimizer(cfg.training.optimizer, total_steps=400)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from src.fastforward import conv_matrix, fast_clone
+from src.models import networks
+from src.models.frozen_forward import conv_matrix, fast_clone
 
 
 @pytest.mark.parametrize("height,width,kernel", [(1, 1, 3), (2, 2, 3), (1, 2, 3), (2, 3, 5), (4, 4, 3)])
@@ -32,9 +33,8 @@ def test_a_convolution_is_its_matrix(height, width, kernel):
     ],
 )
 def test_the_fast_twin_computes_the_same_features(compose_cfg, backbone, replaced):
-    from src import model
 
-    network = model.build_model(compose_cfg(f"backbone={backbone}", "backbone.weights=null"))
+    network = networks.build_model(compose_cfg(f"backbone={backbone}", "backbone.weights=null"))
     fast, names = fast_clone(network.features)
     assert names == replaced
     assert (network.fast_features is not None) == bool(replaced)
@@ -50,22 +50,20 @@ def test_the_fast_twin_computes_the_same_features(compose_cfg, backbone, replace
 
 
 def test_a_trainable_backbone_has_no_fast_twin(compose_cfg):
-    from src import model
 
-    network = model.build_model(compose_cfg("backbone.weights=null", "backbone.fine_tune=block5_conv1"))
+    network = networks.build_model(compose_cfg("backbone.weights=null", "backbone.fine_tune=block5_conv1"))
     assert network.fast_features is None and network.trainee is network.model
 
 
 def test_the_fast_twin_follows_mixed_precision(compose_cfg):
-    from src import model
 
-    model.set_precision("mixed_bfloat16")
+    networks.set_precision("mixed_bfloat16")
     try:
-        network = model.build_model(compose_cfg("backbone.weights=null"))
+        network = networks.build_model(compose_cfg("backbone.weights=null"))
         x = np.random.default_rng(2).integers(0, 256, (4, 28, 28, 1)).astype(np.uint8)
         assert network.fast_features.output.dtype == "bfloat16"
         p = network.trainee.predict(x, verbose=0)
         assert p.dtype == np.float32
         np.testing.assert_allclose(p, network.model.predict(x, verbose=0), atol=0.05)
     finally:
-        model.set_precision("float32")
+        networks.set_precision("float32")

@@ -5,15 +5,17 @@ import mlflow
 import numpy as np
 import pytest
 
-from src import data, features, model
+from src import data
+from src.models import networks
 from src.train import train
+from src.training import features
 from tests.conftest import TINY
 
 NO_AUGMENTATION = ["augmentation=none", "backbone.weights=null"]
 
 
 def test_each_route_is_taken_only_where_it_is_valid(compose_cfg):
-    frozen = model.build_model(compose_cfg(*NO_AUGMENTATION))
+    frozen = networks.build_model(compose_cfg(*NO_AUGMENTATION))
     assert features.route(compose_cfg(*NO_AUGMENTATION), frozen)[0] == "cached"
     # the default study (frozen, rotation): echoed features of 4 augmented views
     kind, why = features.route(compose_cfg("backbone.weights=null"), frozen)
@@ -32,17 +34,17 @@ def test_each_route_is_taken_only_where_it_is_valid(compose_cfg):
     # a backbone that trains never uses cached or echoed features
     for extra in ([], NO_AUGMENTATION):
         tuned = compose_cfg("backbone.weights=null", *extra, "backbone.fine_tune=block5_conv1")
-        kind, why = features.route(tuned, model.build_model(tuned))
+        kind, why = features.route(tuned, networks.build_model(tuned))
         assert kind == "exact" and "fine_tune=block5_conv1" in why
 
 
 def test_echoed_features_are_of_augmented_views_and_cached(compose_cfg, tmp_path):
-    from src.train import augmentation
+    from src.training.fit import augmentation
 
     cfg = compose_cfg(
         "backbone.weights=null", "data=mnist_sample", "data.train_limit=60", "data.test_limit=20"
     )
-    network = model.build_model(cfg)
+    network = networks.build_model(cfg)
     digits = data.load_digits(cfg.data)
     echo = {"views": 3, "seed": 42}
     computed, source, _, _ = features.backbone_features(
@@ -99,7 +101,7 @@ def test_each_epoch_draws_one_view_of_every_digit():
 
 def test_features_are_computed_once_then_loaded(compose_cfg, tmp_path):
     cfg = compose_cfg(*NO_AUGMENTATION, "data=mnist_sample", "data.train_limit=200", "data.test_limit=50")
-    network = model.build_model(cfg)
+    network = networks.build_model(cfg)
     digits = data.load_digits(cfg.data)
     first, source, seconds, test_seconds = features.backbone_features(network, digits, tmp_path)
     assert source == "computed" and first["train"].shape == (180, 1, 1, 512)
@@ -115,7 +117,7 @@ def test_features_are_computed_once_then_loaded(compose_cfg, tmp_path):
 
 def test_the_key_changes_with_what_changes_the_features(compose_cfg):
     cfg = compose_cfg(*NO_AUGMENTATION, "data=mnist_sample", "data.train_limit=100", "data.test_limit=20")
-    network = model.build_model(cfg)
+    network = networks.build_model(cfg)
     digits = data.load_digits(cfg.data)
     key = features.cache_key(network, digits)
     assert features.cache_key(network, digits) == key
@@ -123,13 +125,13 @@ def test_the_key_changes_with_what_changes_the_features(compose_cfg):
         compose_cfg(*NO_AUGMENTATION, "data=mnist_sample", "data.train_limit=101").data
     )
     assert features.cache_key(network, other_data) != key
-    other_weights = model.build_model(
+    other_weights = networks.build_model(
         compose_cfg(*NO_AUGMENTATION, "training.seed=7")
     )  # same seed? no: new draw
     assert features.cache_key(other_weights, digits) != key
-    other_size = model.build_model(compose_cfg(*NO_AUGMENTATION, "input_size=48"))
+    other_size = networks.build_model(compose_cfg(*NO_AUGMENTATION, "input_size=48"))
     assert features.cache_key(other_size, digits) != key
-    same_backbone_other_top = model.build_model(compose_cfg(*NO_AUGMENTATION, "top=gap"))
+    same_backbone_other_top = networks.build_model(compose_cfg(*NO_AUGMENTATION, "top=gap"))
     same_backbone_other_top.features.set_weights(network.features.get_weights())
     assert features.cache_key(same_backbone_other_top, digits) == key
 

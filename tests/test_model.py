@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from src import UserError, model
+from src import UserError
+from src.models import networks
 
 BACKBONES = ["vgg16", "vgg19", "resnet50", "simple_cnn"]
 
@@ -15,7 +16,7 @@ def _digits(n=3, seed=0):
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_model_takes_raw_digits_in_every_form(compose_cfg, backbone):
     cfg = compose_cfg(f"backbone={backbone}", "backbone.weights=null")
-    network = model.build_model(cfg)
+    network = networks.build_model(cfg)
     net = network.model
     assert not network.fallbacks
     x = _digits()
@@ -28,7 +29,7 @@ def test_model_takes_raw_digits_in_every_form(compose_cfg, backbone):
 
 def test_the_fast_baseline_works_on_the_digits_as_they_are(compose_cfg):
     """28x28, one gray channel: no resizing, no colour copies; still fed raw digits in every form."""
-    network = model.build_model(compose_cfg("+experiment=fast_baseline"))
+    network = networks.build_model(compose_cfg("+experiment=fast_baseline"))
     names = [layer.name for layer in network.features.layers]
     assert "resize" not in names and "gray_to_rgb" not in names
     backbone = network.features.get_layer("simple_cnn")
@@ -42,12 +43,12 @@ def test_the_fast_baseline_works_on_the_digits_as_they_are(compose_cfg):
         network.model.predict(x, verbose=0), network.model.predict(x[..., None] * 1.0, verbose=0), rtol=1e-5
     )
     with pytest.raises(UserError, match="kernel_sizes: 1 sizes for 2 blocks"):
-        model.build_model(compose_cfg("+experiment=fast_baseline", "backbone.network.kernel_sizes=[5]"))
+        networks.build_model(compose_cfg("+experiment=fast_baseline", "backbone.network.kernel_sizes=[5]"))
 
 
 def test_frozen_backbone_trains_only_the_top(compose_cfg):
-    net = model.build_model(compose_cfg("backbone.weights=null")).model
-    sizes = model.count_params(net)
+    net = networks.build_model(compose_cfg("backbone.weights=null")).model
+    sizes = networks.count_params(net)
     # the seed top on VGG16 at 32x32: Flatten(1x1x512) -> Dense(1000) -> Dense(10)
     assert sizes["trainable_params"] == 512 * 1000 + 1000 + 1000 * 10 + 10
     assert sizes["total_params"] > 14_000_000
@@ -55,16 +56,18 @@ def test_frozen_backbone_trains_only_the_top(compose_cfg):
 
 def test_fine_tune_from_a_named_layer(compose_cfg):
     cfg = compose_cfg("backbone.weights=null", "backbone.fine_tune=block5_conv1")
-    backbone, _ = model.build_backbone(cfg.backbone, 32)
+    backbone, _ = networks.build_backbone(cfg.backbone, 32)
     trainable = [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
     assert trainable == ["block5_conv1", "block5_conv2", "block5_conv3"]
     with pytest.raises(UserError, match="no layer 'block9'"):
-        model.build_backbone(compose_cfg("backbone.weights=null", "backbone.fine_tune=block9").backbone, 32)
+        networks.build_backbone(
+            compose_cfg("backbone.weights=null", "backbone.fine_tune=block9").backbone, 32
+        )
 
 
 def test_fine_tune_all_trains_everything(compose_cfg):
-    net = model.build_model(compose_cfg("backbone.weights=null", "backbone.fine_tune=all")).model
-    sizes = model.count_params(net)
+    net = networks.build_model(compose_cfg("backbone.weights=null", "backbone.fine_tune=all")).model
+    sizes = networks.count_params(net)
     assert sizes["trainable_params"] == sizes["total_params"]  # preprocessing holds constants only
 
 
@@ -78,7 +81,7 @@ def test_fine_tuning_keeps_the_pretrained_batchnorm_statistics_unless_told(compo
         "backbone=resnet50", "backbone.weights=null", "backbone.fine_tune=conv5_block1_1_conv",
         f"backbone.freeze_batchnorm={freeze}",
     )  # fmt: skip
-    network = model.build_model(cfg)
+    network = networks.build_model(cfg)
     assert not network.frozen
     backbone = network.features.get_layer("resnet50")
     norm, conv = backbone.get_layer("conv5_block1_1_bn"), backbone.get_layer("conv5_block1_1_conv")
@@ -104,7 +107,7 @@ def test_weights_from_a_file(compose_cfg, tmp_path):
     source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
     path = tmp_path / "vgg16.weights.h5"
     source.save_weights(path)
-    backbone, fallbacks = model.build_backbone(compose_cfg(f"backbone.weights={path}").backbone, 32)
+    backbone, fallbacks = networks.build_backbone(compose_cfg(f"backbone.weights={path}").backbone, 32)
     assert not fallbacks
     for loaded, saved in zip(backbone.weights, source.weights, strict=True):
         np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
@@ -116,13 +119,13 @@ def test_weights_file_of_another_backbone_is_refused(compose_cfg, tmp_path):
     path = tmp_path / "vgg19.weights.h5"
     keras.applications.VGG19(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(path)
     with pytest.raises(UserError, match="does not fit vgg16"):
-        model.build_backbone(compose_cfg(f"backbone.weights={path}").backbone, 32)
+        networks.build_backbone(compose_cfg(f"backbone.weights={path}").backbone, 32)
     with pytest.raises(UserError, match="no such file"):
-        model.build_backbone(compose_cfg(f"backbone.weights={tmp_path / 'missing.h5'}").backbone, 32)
+        networks.build_backbone(compose_cfg(f"backbone.weights={tmp_path / 'missing.h5'}").backbone, 32)
 
 
 def test_offline_imagenet_weights_fall_back_to_random_init(compose_cfg, offline):
-    backbone, fallbacks = model.build_backbone(compose_cfg().backbone, 32)
+    backbone, fallbacks = networks.build_backbone(compose_cfg().backbone, 32)
     assert len(fallbacks) == 1 and fallbacks[0].startswith("weights:")
     assert "random initialisation" in fallbacks[0]
     assert not backbone.trainable
@@ -130,19 +133,19 @@ def test_offline_imagenet_weights_fall_back_to_random_init(compose_cfg, offline)
 
 def test_offline_imagenet_weights_are_an_error_when_strict(compose_cfg, offline):
     with pytest.raises(UserError, match="strict=true"):
-        model.build_backbone(compose_cfg().backbone, 32, strict=True)
+        networks.build_backbone(compose_cfg().backbone, 32, strict=True)
 
 
 def test_simple_cnn_has_no_imagenet_weights(compose_cfg):
     with pytest.raises(UserError, match="no ImageNet weights"):
-        model.build_backbone(compose_cfg("backbone=simple_cnn", "backbone.weights=imagenet").backbone, 32)
+        networks.build_backbone(compose_cfg("backbone=simple_cnn", "backbone.weights=imagenet").backbone, 32)
 
 
 def test_saved_model_is_self_contained(compose_cfg, tmp_path):
     """A .keras file loads and predicts with plain Keras, without this project's code."""
     import keras
 
-    net = model.build_model(compose_cfg("backbone=resnet50", "backbone.weights=null", "top=gap")).model
+    net = networks.build_model(compose_cfg("backbone=resnet50", "backbone.weights=null", "top=gap")).model
     net.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     x = _digits(4)
@@ -150,7 +153,7 @@ def test_saved_model_is_self_contained(compose_cfg, tmp_path):
 
 
 def test_the_two_halves_share_the_whole_models_layers(compose_cfg):
-    network = model.build_model(compose_cfg("backbone.weights=null"))
+    network = networks.build_model(compose_cfg("backbone.weights=null"))
     x = _digits(4)
     features = network.features.predict(x[..., None], verbose=0)
     assert features.shape == (4, 1, 1, 512)
@@ -158,29 +161,29 @@ def test_the_two_halves_share_the_whole_models_layers(compose_cfg):
         network.top.predict(features, verbose=0), network.model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
     )
     assert network.frozen
-    assert not model.build_model(compose_cfg("backbone=simple_cnn")).frozen
+    assert not networks.build_model(compose_cfg("backbone=simple_cnn")).frozen
 
 
 def test_mixed_precision_keeps_the_probabilities_in_float32(compose_cfg):
     import keras
 
     try:
-        model.set_precision("mixed_bfloat16")
-        network = model.build_model(compose_cfg("backbone.weights=null"))
+        networks.set_precision("mixed_bfloat16")
+        network = networks.build_model(compose_cfg("backbone.weights=null"))
         assert network.features.output.dtype == "bfloat16"
         assert network.model.output.dtype == "float32"
         p = network.model.predict(_digits(3), verbose=0)
         np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
     finally:
-        model.set_precision("float32")
+        networks.set_precision("float32")
     assert keras.mixed_precision.global_policy().name == "float32"
     with pytest.raises(UserError, match="training.precision"):
-        model.set_precision("float8")
+        networks.set_precision("float8")
 
 
 def test_weights_digest_follows_the_weights(compose_cfg):
-    a = model.build_backbone(compose_cfg("backbone=simple_cnn").backbone, 32)[0]
-    b = model.build_backbone(compose_cfg("backbone=simple_cnn").backbone, 32)[0]
-    assert model.weights_digest(a) != model.weights_digest(b)  # two random initialisations
+    a = networks.build_backbone(compose_cfg("backbone=simple_cnn").backbone, 32)[0]
+    b = networks.build_backbone(compose_cfg("backbone=simple_cnn").backbone, 32)[0]
+    assert networks.weights_digest(a) != networks.weights_digest(b)  # two random initialisations
     b.set_weights(a.get_weights())
-    assert model.weights_digest(a) == model.weights_digest(b)
+    assert networks.weights_digest(a) == networks.weights_digest(b)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from src import precision
+from src.models import precision
 
 
 def _probe_file(tmp_path, speedup, machine=None):

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 def _correctly_read_digits(model_uri: str, store: str, wanted: list[int]) -> list[np.ndarray]:
     """One test digit per wanted class that the model reads right and sure on its own, as MNIST gives it."""
-    from src.predict import SURE, Classifier
+    from src.apps.classifier import Classifier
+    from src.reading.reader import SURE
 
     classifier = Classifier(model_uri, store)
     sample = np.load(SAMPLE_PATH)

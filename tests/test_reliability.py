@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.compose import bad_pictures
 from src.data import SAMPLE_PATH
+from src.data.pictures import bad_pictures
 from tests.conftest import ROOT, free_port, run_cli, serving, use_store
 
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from src import UserError, compare, rerun
+from src import UserError, compare
 from src.data import SAMPLE_PATH
+from src.tracking import rerun
 from tests.conftest import new_store, run_cli, use_store
 
 # a tiny deterministic run on a copy of the sample read as full MNIST (data.path), so the data can change

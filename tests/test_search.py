@@ -12,8 +12,9 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from hydra_plugins.handwritten_digits.optuna_search import outcome, requeue_interrupted
-from src import compare, search, tracking
-from src.sweep import TrialEnd, too_many_failures
+from src import tracking
+from src.sweeps import comparison, search
+from src.sweeps.sweep import TrialEnd, too_many_failures
 from tests.conftest import new_store, use_store
 
 
@@ -118,27 +119,27 @@ def _row(run, aug, seed, val, test=0.9, status="FINISHED"):
 
 
 def test_repeats_are_grouped_by_all_but_the_seed_ranked_by_mean_and_judged_against_seed_noise():
-    columns = ["run", "augmentation.name", "training.seed", *compare.RESULT_COLUMNS]
+    columns = ["run", "augmentation.name", "training.seed", *comparison.RESULT_COLUMNS]
     rows = [
         _row("a1", "none", 1, 0.950), _row("a2", "none", 2, 0.960), _row("a3", "none", 3, 0.955),
         _row("b1", "rich", 1, 0.970), _row("b2", "rich", 2, 0.940), _row("b3", "rich", 3, 0.990, test=1.0),
         _row("c1", "rotation", 1, 0.900), _row("c2", "rotation", 2, 0.902),
         _row("c3", "rotation", 3, None, status="FAILED"),
     ]  # fmt: skip
-    groups = compare.configurations(columns, rows)
+    groups = comparison.configurations(columns, rows)
     assert [(g.name, len(g.runs)) for g in groups] == [
         ("none", 3),
         ("rich", 3),
         ("rotation", 3),
     ]
-    order = compare.ranked(groups)
+    order = comparison.ranked(groups)
     assert [g.name for g in order] == [
         "rich",
         "none",
         "rotation",
     ]  # by mean, not by the best run
     assert order[2].scores("val_accuracy") == [0.900, 0.902]  # the failed run is not a score
-    summary = compare.summary_markdown(groups)
+    summary = comparison.summary_markdown(groups)
     lines = {line.split("|")[2].strip(): line for line in summary.splitlines()[2:]}
     assert "best" in lines["rich"] and "| 3 " in lines["rich"]
     assert "-0.0117, p=0.51: within seed noise" in lines["none"]  # 0.9550 vs 0.9667 +/- 0.025

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src import UserError, segmentation
+from src import UserError
+from src.data import SAMPLE_PATH
+from src.reading import segmentation
 
-SAMPLE = np.load(segmentation.__file__.replace("segmentation.py", "assets/mnist_sample.npz"))
+SAMPLE = np.load(SAMPLE_PATH)
 
 
 def _png(array: np.ndarray, mode: str = "L") -> bytes:
@@ -58,7 +60,7 @@ def test_crops_are_shaped_like_mnist():
 
 
 def test_touching_digits_stay_one_blob_with_a_cut_offered_where_they_meet():
-    from src.compose import compose_number
+    from src.data.pictures import compose_number
 
     x = SAMPLE["x_test"]
     gray = compose_number([x[3], x[4]], np.random.default_rng(0), gaps=(-0.05, -0.05))
@@ -94,14 +96,14 @@ def test_the_shape_prior_knows_ones_are_narrow_and_zeros_round():
 
 
 def _classifier(digit_model):
-    from src.predict import Classifier
+    from src.apps.classifier import Classifier
 
     return Classifier(digit_model["model"], digit_model["uri"])
 
 
 @pytest.mark.slow
 def test_recognition_keeps_wide_digits_whole_and_takes_touching_pairs_apart(digit_model):
-    from src.compose import compose_number
+    from src.data.pictures import compose_number
 
     classifier = _classifier(digit_model)
     x, rng = SAMPLE["x_test"], np.random.default_rng(1)
@@ -124,7 +126,7 @@ def test_recognition_keeps_wide_digits_whole_and_takes_touching_pairs_apart(digi
 
 @pytest.mark.slow
 def test_a_spaced_number_reads_digit_for_digit(digit_model):
-    from src.compose import compose_number
+    from src.data.pictures import compose_number
 
     classifier = _classifier(digit_model)
     x, y = SAMPLE["x_test"], SAMPLE["y_test"]
@@ -177,7 +179,7 @@ def test_decode_refuses_what_is_not_a_picture(monkeypatch):
 
 
 def test_an_unsure_digit_shows_as_a_question_mark_with_its_alternatives():
-    from src.predict import Classifier
+    from src.apps.classifier import Classifier
 
     reader = object.__new__(Classifier)  # no model: the crops come already classified
     reader.sure = 0.9

@@ -133,7 +133,7 @@ sys.meta_path = [f for f in sys.meta_path if "Editable" not in type(f).__name__]
 import mlflow, pandas as pd
 mlflow.set_registry_uri({digit_model["uri"]!r})
 model = mlflow.pyfunc.load_model("models:/handwritten-digits-reader/1")
-print(sys.modules["src.reader_model"].__file__)
+print(sys.modules["src.reading.reader_model"].__file__)
 print(model.predict(pd.DataFrame({{"image": [{_picture(digit_model, [3, 5])!r}]}}))[0]["number"])
 """
     result = subprocess.run(
@@ -141,5 +141,5 @@ print(model.predict(pd.DataFrame({{"image": [{_picture(digit_model, [3, 5])!r}]}
     )
     assert result.returncode == 0, result.stderr[-3000:]
     where, number = result.stdout.split()[-2:]
-    assert not where.startswith(str(ROOT)) and where.endswith("code/src/reader_model.py")
+    assert not where.startswith(str(ROOT)) and where.endswith("code/src/reading/reader_model.py")
     assert number == "35"

@@ -5,7 +5,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from src.sweep import run_name
+from src.sweeps.comparison import run_name
 from tests.conftest import new_store, run_cli, tracking_server, use_store
 
 # A sweep through another launcher: what is tested is where the jobs run and log, so its three jobs train
@@ -180,7 +180,7 @@ def _search(tmp_path, uri, name, *overrides):
 def _study(tmp_path):
     import optuna
 
-    from src.search import open_storage
+    from src.sweeps.search import open_storage
 
     storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
     return optuna.load_study(study_name="hparam_search", storage=storage)

@@ -88,7 +88,7 @@ def test_the_issue_command_records_everything(store, tmp_path):
     script = (
         "import json, mlflow, numpy as np\n"
         "m = mlflow.pyfunc.load_model('models:/handwritten-digits/latest')\n"
-        "x = np.load('src/assets/mnist_sample.npz')['x_test'][:7]\n"
+        "x = np.load('src/data/mnist_sample.npz')['x_test'][:7]\n"
         "p = np.asarray(m.predict(x))\n"
         "print(json.dumps({'shape': list(p.shape), 'sums': p.sum(axis=1).tolist()}))\n"
     )
@@ -135,12 +135,12 @@ def test_offline_run_records_its_fallbacks(store, compose_cfg, offline):
 
 @pytest.mark.parametrize("error,status", [(KeyboardInterrupt, "KILLED"), (RuntimeError, "FAILED")])
 def test_a_run_ends_in_its_true_state(store, compose_cfg, monkeypatch, error, status):
-    import src.train
+    from src.training import fit
 
     def broken_fit(*args, **kwargs):
         raise error("boom")
 
-    monkeypatch.setattr(src.train, "fit", broken_fit)
+    monkeypatch.setattr(fit, "fit", broken_fit)
     with pytest.raises(error):
         train(compose_cfg("backbone=simple_cnn", *TINY))
     run = _only_run()

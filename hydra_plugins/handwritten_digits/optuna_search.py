@@ -8,7 +8,7 @@ loop, which:
 - checks `max_failure_rate` per batch of `n_jobs` trials, so with one trial per batch a single failure
   is a rate of 100%;
 - cannot record a pruned trial.
-Here a job that failed or was pruned returns `src.sweep.TrialEnd`, told to Optuna as FAIL or PRUNED;
+Here a job that failed or was pruned returns `src.sweeps.sweep.TrialEnd`, told to Optuna as FAIL or PRUNED;
 `max_failure_rate` is a share of the search's `n_trials`; each job learns its trial number
 (`hydra.sweeper.trial`), so it can report to the pruner through the study's storage; trials an
 interrupted search left RUNNING are marked FAIL and queued again, so a resumed search retries them first.
@@ -58,6 +58,7 @@ class OptunaSearch(Sweeper):
 
         class Impl(OptunaSweeperImpl):
             sweep = _sweep
+            pruner: Any = None  # Hydra instantiates it; _sweep hands it to the study
 
         self.sweeper = Impl(**kwargs)
         self.sweeper.pruner = pruner
@@ -79,8 +80,8 @@ def _sweep(self, arguments: list[str]) -> None:
     from hydra.utils import instantiate
     from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 
-    from src.search import open_storage
-    from src.sweep import abort
+    from src.sweeps.search import open_storage
+    from src.sweeps.sweep import abort
 
     self._process_searchspace_config()
     distributions, fixed = create_params_from_overrides([*self._parse_sweeper_params_config(), *arguments])
@@ -103,7 +104,7 @@ def _sweep(self, arguments: list[str]) -> None:
         load_if_exists=True,
     )
     earlier = len(study.trials)
-    sampler_cfg = self.config.hydra.sweeper.get("sampler") or {}
+    sampler_cfg: Any = self.config.hydra.sweeper.get("sampler") or {}
     if earlier and sampler_cfg.get("seed") is not None:
         # a continued study: seeded as before, the sampler would draw the first search's points again
         study.sampler = self.sampler = instantiate(sampler_cfg, seed=int(sampler_cfg.seed) + earlier)
@@ -176,7 +177,7 @@ def outcome(ret) -> tuple[Any, list[float] | None, str]:
     from hydra.core.utils import JobStatus
     from optuna.trial import TrialState
 
-    from src.sweep import TrialEnd
+    from src.sweeps.sweep import TrialEnd
 
     if ret.status == JobStatus.FAILED:  # the job raised (our jobs catch their errors; a launcher's did not)
         error = ret._return_value

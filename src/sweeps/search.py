@@ -47,11 +47,12 @@ def open_storage(url: str | None):
             return version
 
     with _SWAP:  # RDBStorage builds its version manager in __init__, by this module-level name
-        original, rdb._VersionManager = rdb._VersionManager, CommittingVersionManager
+        original = rdb._VersionManager
+        setattr(rdb, "_VersionManager", CommittingVersionManager)  # noqa: B010 (a class, not an attribute)
         try:
             return rdb.RDBStorage(str(url))
         finally:
-            rdb._VersionManager = original
+            setattr(rdb, "_VersionManager", original)  # noqa: B010
 
 
 def study_tags(sweeper: DictConfig) -> dict[str, str]:

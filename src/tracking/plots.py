@@ -11,17 +11,12 @@ import numpy as np  # noqa: E402
 
 
 def confusion_figure(counts: np.ndarray, title: str):
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    image = ax.imshow(counts, cmap="Blues")
-    fig.colorbar(image, ax=ax)
-    n = counts.shape[0]
-    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title)
-    threshold = counts.max() / 2 if counts.size else 0
-    for i in range(n):
-        for j in range(n):
-            if counts[i, j]:
-                color = "white" if counts[i, j] > threshold else "black"
-                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7, color=color)
+    display = ConfusionMatrixDisplay(counts, display_labels=list(range(counts.shape[0])))
+    display.plot(ax=ax, cmap="Blues", values_format="d", text_kw={"fontsize": 7})
+    ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
     return fig
 

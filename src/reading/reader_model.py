@@ -2,7 +2,7 @@
 
 `handwritten-digits-reader` is an MLflow pyfunc registered beside each classifier version (tagged with
 the version it wraps). It holds a copy of the classifier and the picture-reading pipeline of
-`src.predict` (this module, `src.reading` and `src.segmentation` travel with it as code), so
+`src.predict` (this module, `src.reading.reader` and `src.reading.segmentation` travel with it as code), so
 `mlflow models serve` on it takes pictures as base64 PNG/JPEG strings:
 
     {"inputs": ["<base64>", ...]}  or  {"dataframe_split": {"columns": ["image"], "data": [["<base64>"]]}}
@@ -24,13 +24,21 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+from mlflow.pyfunc import PythonModel
 
 from src import UserError
-from src.reading import SURE, ModelReader
+from src.reading.reader import SURE, ModelReader
 
 ARTIFACT = "reader"
-# What the model carries as code (from src/): everything the pipeline imports, and nothing else.
-CODE = ("__init__.py", "segmentation.py", "reading.py", "reader_model.py", "assets/shape_prior.json")
+# What the model carries as code (paths under src/): everything the pipeline imports, and nothing else.
+CODE = (
+    "__init__.py",
+    "reading/__init__.py",
+    "reading/segmentation.py",
+    "reading/reader.py",
+    "reading/reader_model.py",
+    "reading/shape_prior.json",
+)
 # The model itself, as MLflow's models-from-code wants it: a script that names the model (no pickle).
 ENTRY = Path(__file__).parent / "reader_entry.py"
 TOP = 3
@@ -59,7 +67,7 @@ def picture_bytes(value, index: int) -> bytes:
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
-    class DigitReaderModel(mlflow.pyfunc.PythonModel):
+    class DigitReaderModel(PythonModel):
         """The pyfunc: one reading per picture, as `src.predict` gives it in JSON."""
 
         def load_context(self, context) -> None:
@@ -110,9 +118,9 @@ def log_reader(classifier, requirements: list[str]):
         # "an input example was not provided": an example picture would be run once at every logging
         warnings.filterwarnings("ignore", message=".*input example was not provided")
         package = Path(tmp) / "src"
-        (package / "assets").mkdir(parents=True)
+        (package / "reading").mkdir(parents=True)
         for name in CODE:
-            shutil.copy2(Path(__file__).parent / name, package / name)
+            shutil.copy2(Path(__file__).parents[1] / name, package / name)
         weights = Path(tmp) / "classifier.keras"
         classifier.save(weights)
         return mlflow.pyfunc.log_model(

@@ -42,12 +42,13 @@ def refusals(server: str | None = None) -> Iterator[None]:
 def refusal(error: BaseException, server: str | None = None) -> str | None:
     """What to tell the user when `error`, or an error it arose from, is a login or permission refusal."""
     seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        status = _status(error)
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        status = _status(cause)
         if status is not None:
-            return _explain(status, str(error), server or _current_server())
-        error = error.__cause__ or error.__context__
+            return _explain(status, str(cause), server or _current_server())
+        cause = cause.__cause__ or cause.__context__
     return None
 
 
@@ -92,7 +93,8 @@ def check_uri(uri: str) -> None:
     """A login written into the server's address would be logged with every run (tracking.uri)."""
     parts = urlsplit(uri)
     if parts.scheme in ("http", "https") and (parts.username or parts.password):
-        address = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        address = parts._replace(netloc=host).geturl()
         raise UserError(
             f"the tracking URI holds a login, which would be logged with every run: use {address} "
             f"and set {_LOGIN}"

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
-SAMPLE_PATH = Path(__file__).parent / "assets" / "mnist_sample.npz"
+SAMPLE_PATH = Path(__file__).parent / "mnist_sample.npz"
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -94,8 +94,8 @@ def load_digits(cfg, strict: bool = False) -> Digits:
         name, source = "mnist_sample", str(SAMPLE_PATH)
     elif cfg.name == "mnist":
         name = "mnist"
-        source = cfg.path or download_mnist()
-        if source is None:
+        found = cfg.path or download_mnist()
+        if found is None:
             message = (
                 f"full MNIST could not be downloaded ({MNIST_URL}) and is not cached; "
                 "set data.path to a local mnist.npz"
@@ -103,7 +103,8 @@ def load_digits(cfg, strict: bool = False) -> Digits:
             if strict:
                 raise UserError(message + " (strict=true)")
             fallbacks.append(f"data: {message}; using mnist_sample ({SAMPLE_PATH.name}) instead")
-            name, source = "mnist_sample", str(SAMPLE_PATH)
+            name, found = "mnist_sample", SAMPLE_PATH
+        source = str(found)
     else:
         raise UserError(f"data.name: unknown dataset {cfg.name!r} (valid: mnist, mnist_sample)")
 

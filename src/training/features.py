@@ -37,7 +37,7 @@ def route(cfg, network) -> tuple[str, str]:
     """How the run trains, and why: "cached" (the top on features computed once: the same training),
     "echoed" (the top on features of a few augmented views per digit) or "exact" (the whole model on
     the digits every epoch)."""
-    if cfg.training.feature_cache in (False, "false", "off"):
+    if cfg.training.feature_cache is False:
         return "exact", "training.feature_cache=false"
     if not network.frozen:
         return "exact", f"the backbone is trained too (backbone.fine_tune={cfg.backbone.fine_tune})"
@@ -59,7 +59,7 @@ def route(cfg, network) -> tuple[str, str]:
 
 def cache_key(network, digits: Digits, echo: dict | None = None) -> str:
     """Everything the features depend on; for echoed views also the augmentation, views and seed."""
-    from src.model import weights_digest
+    from src.models.networks import weights_digest
 
     architecture = json.dumps(_describe(network.features), sort_keys=True, default=str)
     parts = [architecture, weights_digest(network.features), digits.digest]

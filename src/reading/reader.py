@@ -1,8 +1,8 @@
 """What a reading of a picture is, and the reader that makes one from a classifier's probabilities.
 
-Shared by `src.predict`, the drawing page and the reading model in the registry (`src.reader_model`),
+Shared by `src.predict`, the drawing page and the reading model in the registry (`src.reading.reader_model`),
 which carries this module with it: it imports nothing beyond numpy, Pillow, SciPy and
-`src.segmentation`.
+`src.reading.segmentation`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from src.segmentation import DigitCrop, NotALine, decode, read_line
+from src.reading.segmentation import DigitCrop, NotALine, decode, read_line
 
 # A digit is read as sure when the model's (calibrated) probability of it is at least this.
 SURE = 0.9
@@ -47,7 +47,7 @@ class Reader:
         if not crops:
             return Reading(number="", message="no digits found (no ink)")
         if all(c.probabilities is not None for c in crops):  # chosen by recognition: already classified
-            probabilities = np.stack([c.probabilities for c in crops])
+            probabilities = np.stack([c.probabilities for c in crops if c.probabilities is not None])
         else:
             probabilities = self.probabilities(np.stack([c.image for c in crops]))
         digits = []

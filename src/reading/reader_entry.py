@@ -1,8 +1,8 @@
 """The reading model's entry point for MLflow's models-from-code: MLflow runs this file to load the model
-(src/reader_model.py says what the model is)."""
+(src/reading/reader_model.py says what the model is)."""
 
 import mlflow
 
-from src.reader_model import DigitReaderModel
+from src.reading.reader_model import DigitReaderModel
 
 mlflow.models.set_model(DigitReaderModel())

@@ -12,6 +12,7 @@ config, so the login is in no parameter, tag, saved config or artifact.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import sys
@@ -24,12 +25,13 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from src import UserError
+from src.sweeps.comparison import run_name
+from src.training.callbacks import TrialPruned
 
 log = logging.getLogger(__name__)
 
 SWEEP_FILE = "mlflow_sweep.json"
 ERROR_FILE = "error.txt"
-_SHORT = {"learning_rate": "lr", "batch_size": "bs"}
 
 
 @dataclass(frozen=True)
@@ -51,20 +53,14 @@ class TrialNotComplete(Exception):
     pass
 
 
-class TrialPruned(Exception):
-    """Raised from a training the pruner stopped: its run ends KILLED, tagged sweep.trial_state=PRUNED."""
-
-    run_status = "KILLED"
-    tags = {"sweep.trial_state": "PRUNED"}
-
-
 class MlflowSweep(Callback):
     """Configured in conf/train.yaml (hydra.callbacks); does nothing for single runs."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
 
-        from src import search, tracking
+        from src import tracking
+        from src.sweeps import search
 
         # Hydra sets this once the sweeper starts; the sweep directory (${hydra:runtime.cwd}/...) and the
         # study's storage need it now
@@ -94,7 +90,8 @@ class MlflowSweep(Callback):
             self._finish(config)
 
     def _finish(self, config: DictConfig) -> None:
-        from src import compare, search, tracking
+        from src import tracking
+        from src.sweeps import comparison, search
 
         sweep_dir = Path(config.hydra.sweep.dir)
         info = json.loads((sweep_dir / SWEEP_FILE).read_text())
@@ -117,7 +114,7 @@ class MlflowSweep(Callback):
                     else "the job ended before its run began",
                 )
         verdict = too_many_failures(tracking.child_runs(parent_run_id), config.hydra.sweeper)
-        compare.compare_sweep(parent_run_id, config.tracking)
+        comparison.compare_sweep(parent_run_id, config.tracking)
         search.log_study(parent_run_id, config.hydra.sweeper)
         tracking.end_sweep(parent_run_id, "FAILED" if verdict else "FINISHED")
         if verdict:
@@ -159,7 +156,7 @@ def abort(sweep_dir: str, message: str) -> None:
 @contextlib.contextmanager
 def _one_line_errors() -> Iterator[None]:
     """In the launching process, Hydra would print a user's mistake (a refused login) as a traceback."""
-    from src import access
+    from src.tracking import access
 
     try:
         with access.refusals():
@@ -186,39 +183,13 @@ def job_context(hydra_cfg: DictConfig) -> dict[str, Any]:
     }
     pruner = str((sweeper.get("pruner") or {}).get("_target_", "optuna.pruners.NopPruner"))
     if sweeper.get("trial") is not None and sweeper.get("storage") and not pruner.endswith("NopPruner"):
-        context["pruning"] = {
-            "storage": sweeper.storage,
-            "study_name": sweeper.study_name,
-            "trial": sweeper.trial,
-            "pruner": sweeper.pruner,
-        }
+        from src.sweeps.search import pruning_callback
+
+        # the training makes its callback (Keras loads after the job's devices are set)
+        context["pruner"] = functools.partial(
+            pruning_callback, sweeper.storage, sweeper.study_name, sweeper.trial, sweeper.pruner
+        )
     return context
-
-
-def run_name(job_overrides: list[str], sweep_overrides: list[str]) -> str:
-    """`vgg19`, `resnet50-lr0.001`: the job's overrides that the sweep varies, values first."""
-    varied = [o.lstrip("+~").partition("=")[::2] for o in job_overrides if o not in sweep_overrides]
-    leaves = [key.rsplit(".", 1)[-1] for key, _ in varied]
-    parts = []
-    for key, value in varied:
-        value = _short_number(value)
-        if "." not in key:  # a config group choice speaks for itself
-            parts.append(value)
-            continue
-        leaf = key.rsplit(".", 1)[-1]
-        if leaves.count(leaf) > 1:  # top.layers.1.rate and top.layers.3.rate: keep what tells them apart
-            leaf = ".".join(key.rsplit(".", 2)[-2:])
-        parts.append(f"{_SHORT[leaf]}{value}" if leaf in _SHORT else f"{leaf}={value}")
-    return "-".join(parts)
-
-
-def _short_number(value: str) -> str:
-    """Optuna's 0.0005611516415334506 reads as 0.000561 in a run name."""
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    return value if len(value) <= 8 else f"{number:.3g}"
 
 
 def _job_overrides(job_dir: Path) -> list[str]:
@@ -234,3 +205,36 @@ def record_job_error(output_dir: str, error: BaseException) -> TrialEnd:
         return TrialEnd("PRUNED", str(error))
     Path(output_dir, ERROR_FILE).write_text(f"{type(error).__name__}: {error}")
     return TrialEnd("FAIL", f"{type(error).__name__}: {error}")
+
+
+def run_job(cfg: DictConfig, hydra_cfg, train) -> float | TrialEnd:
+    """One job of a sweep: `train` as a child run of the sweep's parent. A job that fails must not stop
+    the sweep: its run is FAILED, its error recorded, and the comparison shows it."""
+    from omegaconf import open_dict
+
+    from src import config
+
+    output_dir = hydra_cfg.runtime.output_dir
+    try:
+        config.validate_training(cfg)
+        context = job_context(hydra_cfg)
+        with open_dict(cfg):
+            cfg.tracking.uri = context["tracking_uri"]
+        scores = train(cfg, output_dir, sweep=context)
+        return scores.get("val_accuracy", scores["test_accuracy"])
+    except TrialPruned as e:
+        log.info("trial pruned: %s", e)
+        return record_job_error(output_dir, e)
+    except Exception as e:
+        log.error("job failed: %s: %s", type(e).__name__, e, exc_info=not isinstance(e, UserError))
+        return record_job_error(output_dir, e)
+
+
+def work_from_launch_directory(launch_dir: str) -> None:
+    """Relative paths (data.path, caches, checkpoints, mlruns/) mean the directory the command ran in,
+    also in a job that a launcher (Ray, submitit) starts elsewhere."""
+    import os
+
+    if Path.cwd() != Path(launch_dir):
+        log.info("job runs in %s: working from the launch directory %s", Path.cwd(), launch_dir)
+        os.chdir(launch_dir)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from hydra.utils import instantiate
 
@@ -55,7 +56,7 @@ def simple_cnn(
     return keras.Model(inputs, x, name=name)
 
 
-def build_backbone(cfg, input_size: int, strict: bool = False) -> tuple[object, list[str]]:
+def build_backbone(cfg, input_size: int, strict: bool = False) -> tuple[Any, list[str]]:
     """The configured network with its weights and trainability, and any fallback taken."""
     fallbacks: list[str] = []
     weights = cfg.weights
@@ -138,17 +139,17 @@ class Network:
     `features` maps raw digits to the backbone's output, `top` maps that to 10 probabilities, and
     `model` = top(features(digits)) is what gets saved. A frozen backbone's features never change while
     training, so the top can be trained on them directly (the feature cache). With a frozen backbone,
-    `fast_features` and `fast_model` compute the same with fewer multiply-adds (src/fastforward.py);
+    `fast_features` and `fast_model` compute the same with fewer multiply-adds (src/models/frozen_forward.py);
     they share every weight with `features` and `model`.
     """
 
-    model: object
-    features: object
-    top: object
+    model: Any  # keras.Model (Keras publishes no types)
+    features: Any
+    top: Any
     frozen: bool
     fallbacks: list[str]
-    fast_features: object = None
-    fast_model: object = None
+    fast_features: Any = None
+    fast_model: Any = None
 
     @property
     def forward_features(self):
@@ -193,7 +194,7 @@ def build_model(cfg, strict: bool = False) -> Network:
     model = keras.Model(inputs, top(features(inputs)), name=f"{cfg.backbone.name}_{cfg.top.name}")
     network = Network(model, features, top, frozen=not backbone.trainable, fallbacks=fallbacks)
     if network.frozen:
-        from src.fastforward import fast_clone
+        from src.models.frozen_forward import fast_clone
 
         fast_features, replaced = fast_clone(features)
         if replaced:

@@ -14,6 +14,8 @@ The saved model keeps the standard layers, so anyone can load it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 
@@ -77,7 +79,7 @@ class MatmulConv(keras.layers.Layer):
         return (input_shape[0], self.height, self.width, self.filters)
 
 
-def fast_clone(network) -> tuple[object, list[str]]:
+def fast_clone(network) -> tuple[Any, list[str]]:
     """`network` (frozen) with its small-map convolutions as matrix products; the names replaced."""
     replaced: list[str] = []
 

@@ -28,7 +28,9 @@ def compose_number(
         ink = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
         scale = height / ink.shape[0]
         width = max(1, round(ink.shape[1] * scale * rng.uniform(*stretch)))
-        pieces.append(np.asarray(Image.fromarray(ink, mode="F").resize((width, height), Image.BILINEAR)))
+        pieces.append(
+            np.asarray(Image.fromarray(ink, mode="F").resize((width, height), Image.Resampling.BILINEAR))
+        )
     positions, x = [], margin
     for i, piece in enumerate(pieces):
         positions.append(x)

@@ -11,24 +11,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig
 
 from src import UserError
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("default", "mirrored")
-MULTI_WORKER_BLOCKED = (
-    "training.strategy=multi_worker: Keras 3's fit does not train under TensorFlow's "
-    "MultiWorkerMirroredStrategy (keras-team/keras#20585, open). Use mirrored for the devices of one host, "
-    "and a cluster launcher to spread the runs of a sweep over hosts"
-)
-
 
 @dataclass
 class Distribution:
-    strategy: object
+    strategy: Any  # a tf.distribute.Strategy
     name: str
     devices: list[str]
 
@@ -75,8 +73,8 @@ def make(training) -> Distribution:
             strategy = tf.distribute.MirroredStrategy(devices=devices)
         except (ValueError, RuntimeError) as e:
             raise UserError(f"training.devices: {devices}: {e}") from None
-    else:
-        raise UserError(f"training.strategy: {name!r} is not one of {', '.join(STRATEGIES)}")
+    else:  # refused by config.validate_training before anything runs
+        raise ValueError(f"unknown strategy {name!r}")
     distribution = Distribution(strategy, name, _devices(strategy))
     log.info("strategy %s: %d replica(s) on %s", name, distribution.replicas, ", ".join(distribution.devices))
     if name == "mirrored" and distribution.replicas == 1:
@@ -111,3 +109,20 @@ def _devices(strategy) -> list[str]:
     except RuntimeError:  # the default strategy has none to list
         devices = ()
     return [str(d).split("/")[-1].removeprefix("device:") for d in devices] or ["default device"]
+
+
+@contextlib.contextmanager
+def tensorflow_setting(cfg: DictConfig) -> Iterator:
+    """The run's devices (chosen before anything else touches TensorFlow's), a precision that does not leak
+    into what the process builds next, and a tracking server's refusals said in one line."""
+    from src.tracking import access
+
+    distribution = make(cfg.training)
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    try:
+        with access.refusals(), distribution.strategy.scope():
+            yield distribution
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

@@ -84,7 +84,7 @@ def describe() -> dict[str, str]:
 def requirements() -> str:
     """The installed packages, one `name==version` a line (pip's requirements format), sorted; not this
     project itself, which comes from the run's commit."""
-    installed = {}
+    installed: dict[str, str] = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
         if name and name.lower() != "handwritten-digits":

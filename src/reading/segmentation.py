@@ -69,7 +69,7 @@ def decode(data: bytes, name: str = "image") -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError):
         raise UserError(f"{name}: not an image (expected PNG, JPEG, GIF, BMP or WebP)") from None
     width, height = image.size
@@ -86,7 +86,9 @@ def decode(data: bytes, name: str = "image") -> np.ndarray:
     image = image.convert("L")
     scale = WORK_SIZE / max(image.size)
     if scale < 1:
-        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.LANCZOS)
+        image = image.resize(
+            (max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS
+        )
     return np.asarray(image, dtype=np.float32)
 
 
@@ -224,7 +226,7 @@ def crossings(mask: np.ndarray, x: int) -> int:
 
 # The shape prior's numbers (computed by `measure_shape_prior`, kept true by a test): a small file that
 # travels with the reading model in the registry, where the offline sample does not.
-SHAPE_PRIOR = Path(__file__).parent / "assets" / "shape_prior.json"
+SHAPE_PRIOR = Path(__file__).parent / "shape_prior.json"
 
 
 @functools.cache
@@ -238,8 +240,10 @@ def shape_prior() -> tuple[np.ndarray, np.ndarray]:
 
 def measure_shape_prior() -> dict[str, list[float]]:
     """The shape prior from the offline sample's training digits (MNIST fitted each digit into 20x20
-    keeping this ratio)."""
-    sample = np.load(Path(__file__).parent / "assets" / "mnist_sample.npz")
+    keeping this ratio). Not part of the reading model's code: it reads the sample from src.data."""
+    from src.data import SAMPLE_PATH
+
+    sample = np.load(SAMPLE_PATH)
     ratios = np.array([_log_aspect(image > 64) for image in sample["x_train"]])
     labels = sample["y_train"]
     means = [round(float(ratios[labels == c].mean()), 6) for c in range(10)]
@@ -264,7 +268,7 @@ def read_line(gray: np.ndarray, classify, max_per_blob: int = MAX_PER_BLOB) -> l
     if len(found) > MAX_MARKS:
         raise NotALine(len(found))
     plans = []  # per blob: its cut positions and candidate pieces
-    images = []
+    images: list[np.ndarray] = []
     for blob in found:
         left, top, right, bottom = blob.box
         own = np.where(blob.mask, strokes[top:bottom, left:right], 0)
@@ -318,7 +322,7 @@ def _best_split(mask, edges, pieces, probabilities, means, spreads, max_per_blob
     # what cutting at each edge costs (none at the blob's left edge)
     cost = [0.0] + [CUT_COST + CROSSING_COST * max(0, crossings(mask, x) - 1) for x in edges[1:-1]]
     # best[j][k]: the best score of the blob's columns up to edge j in k pieces, and where it came from
-    best = {(0, 0): (0.0, None)}
+    best: dict[tuple[int, int], tuple[float, int]] = {(0, 0): (0.0, 0)}  # (0, 0) comes from nowhere
     for j in range(1, n + 1):
         for k in range(1, max_per_blob + 1):
             options = []
@@ -350,7 +354,9 @@ def mnist_style(strokes: np.ndarray) -> np.ndarray:
     height, width = strokes.shape
     scale = 20.0 / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = np.asarray(Image.fromarray(strokes.astype(np.float32), mode="F").resize(size, Image.LANCZOS))
+    small = np.asarray(
+        Image.fromarray(strokes.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS)
+    )
     small = np.clip(small, 0, None)
     field = np.zeros((28, 28), np.float32)
     top, left = (28 - size[1]) // 2, (28 - size[0]) // 2

@@ -1,0 +1,1 @@
+"""Apps: the drawing page (FastAPI) and the MLflow tracking server and UI around the project's store."""

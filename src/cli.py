@@ -1,0 +1,70 @@
+"""What every command does at its edge, in one place.
+
+A mistake the user can fix (a `UserError`, or a tracking server's refusal of a login or permission) is
+one line on stderr and exit code 2; Ctrl-C or SIGTERM, where the command says what it means, is exit
+code 130 with that line; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
+
+from src import UserError
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("src")
+
+
+@contextlib.contextmanager
+def user_errors(interrupted: str | None = None) -> Iterator[None]:
+    """Inside: user errors end the command with `error: ...` and exit code 2; with `interrupted`, an
+    interrupt prints it and exits 130 (without, it propagates)."""
+    from src.tracking import access
+
+    try:
+        with access.refusals():
+            yield
+    except UserError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        sys.exit(130)
+
+
+def command(interrupted: str | None = None) -> Callable[[F], F]:
+    """A command's main function (under `@hydra.main`, or called with argv) inside `user_errors`."""
+
+    def decorate(main: F) -> F:
+        @functools.wraps(main)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with user_errors(interrupted):
+                return main(*args, **kwargs)
+
+        return cast(F, run)
+
+    return decorate
+
+
+def fail(message: str, code: int = 2) -> None:
+    """End the command with `error: message` on stderr."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def report(error: UserError) -> None:
+    """A user error that does not end the command (one picture of several), said the same way."""
+    print(f"error: {error}", file=sys.stderr)
+
+
+def announce(fallbacks: list[str]) -> None:
+    """Fallbacks (the offline sample for MNIST, random weights for ImageNet's) change what a run means:
+    say so where nobody can miss it."""
+    for fallback in fallbacks:
+        log.warning("FALLBACK %s", fallback)

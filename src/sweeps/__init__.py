@@ -1,0 +1,2 @@
+"""Sweeps: a Hydra multirun as one MLflow parent run (the Hydra callback), Optuna searches, and the
+comparison of runs and sweeps."""

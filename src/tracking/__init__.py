@@ -1,0 +1,68 @@
+"""Tracking: everything that talks to MLflow.
+
+- `store`: where the store is and its experiment (and the lock for a shared SQLite file);
+- `runs`: a run's life and what it records, and a sweep's parent and child runs;
+- `registry`: registered models, their reading models and the `champion` alias;
+- `access`: logins to a tracking server and its refusals; `environment`: the machine a run ran on;
+- `plots`: the figures a run logs.
+
+The functions of `store`, `runs` and `registry` are the package's API (`tracking.use_store(cfg)`), loaded
+on first use: importing `src.tracking.access` alone does not import MLflow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> the module of this package that defines it
+_API = {
+    "CHAMPION": "registry",
+    "DEFAULT_STORE": "store",
+    "MODEL_ARTIFACT": "registry",
+    "artifact_location": "store",
+    "beats": "registry",
+    "best_version": "registry",
+    "champion_version": "registry",
+    "check_resumable": "runs",
+    "child_job_numbers": "runs",
+    "child_runs": "runs",
+    "end_sweep": "runs",
+    "flatten": "runs",
+    "follow_champion": "registry",
+    "git_tags": "runs",
+    "load_classifier": "registry",
+    "log_calibration": "runs",
+    "log_config": "runs",
+    "log_dataset": "runs",
+    "log_distribution": "runs",
+    "log_environment": "runs",
+    "log_evaluation": "runs",
+    "log_fallbacks": "runs",
+    "log_feature_cache": "runs",
+    "log_logging_time": "runs",
+    "log_model": "registry",
+    "log_model_size": "runs",
+    "log_precision": "runs",
+    "log_route": "runs",
+    "log_setup": "runs",
+    "log_training": "runs",
+    "model_signature": "registry",
+    "promote_champion": "registry",
+    "reader_version": "registry",
+    "record_failed_job": "runs",
+    "register": "registry",
+    "resolve_uri": "store",
+    "run": "runs",
+    "start_sweep": "runs",
+    "store_lock": "store",
+    "use_store": "store",
+    "version_scores": "registry",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)

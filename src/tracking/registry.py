@@ -1,0 +1,214 @@
+"""The model registry: a trained model logged with its signature and registered (with its reading model),
+and the `champion` alias that only a better validation score moves."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection
+
+import mlflow
+import numpy as np
+from omegaconf import DictConfig
+
+from src import UserError
+from src.data import IMAGE_SHAPE, NUM_CLASSES
+from src.tracking.store import retry_races
+
+log = logging.getLogger(__name__)
+
+
+MODEL_ARTIFACT = "model"
+CHAMPION = "champion"
+
+
+def model_signature():
+    """What the logged model takes and gives: raw MNIST digits in, 10 class probabilities out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *IMAGE_SHAPE))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES))]),
+    )
+
+
+def log_model(model, registered_model: str | None, reader_model: str | None = None) -> str | None:
+    """Log the Keras model with its signature (and summary) and register it; returns the new version.
+
+    With `reader_model`, the reading model around it (`src.reading.reader_model`: pictures in, numbers out) is
+    logged too and registered under that name, tagged with the classifier version it wraps."""
+    import keras
+    import PIL
+    import scipy
+    import tensorflow as tf
+
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line), expand_nested=True)
+    mlflow.log_text("\n".join(lines), "model_summary.txt")
+    requirements = [
+        f"tensorflow=={tf.__version__}",
+        f"keras=={keras.__version__}",
+        f"numpy=={np.__version__}",
+        f"mlflow=={mlflow.__version__}",
+    ]
+    info = mlflow.keras.log_model(
+        model, name=MODEL_ARTIFACT, signature=model_signature(), pip_requirements=requirements
+    )
+    if not registered_model:
+        return None
+    version = str(retry_races(mlflow.register_model, info.model_uri, registered_model).version)
+    mlflow.set_tag("registered_model", f"{registered_model}/{version}")
+    log.info("registered %s version %s", registered_model, version)
+    if reader_model:
+        from src.reading.reader_model import log_reader
+
+        reader = log_reader(
+            model, [*requirements, f"pillow=={PIL.__version__}", f"scipy=={scipy.__version__}"]
+        )
+        wraps = {"classifier": f"{registered_model}/{version}", "classifier_version": version}
+        registered = retry_races(mlflow.register_model, reader.model_uri, reader_model, tags=wraps)
+        mlflow.set_tag("registered_reader", f"{reader_model}/{registered.version}")
+        log.info("registered %s version %s (reads with %s)", reader_model, registered.version, version)
+    return version
+
+
+def reader_version(reader_model: str, registered_model: str, version: str) -> str | None:
+    """The version of `reader_model` that wraps `registered_model` version `version` (None: none)."""
+    client = mlflow.MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name = '{reader_model}'")
+    except mlflow.exceptions.MlflowException:
+        return None
+    wrapping = [v for v in versions if v.tags.get("classifier") == f"{registered_model}/{version}"]
+    return max((v.version for v in wrapping), key=int, default=None)
+
+
+# A store write that lost a race with a parallel client: SQLite's and PostgreSQL's words for a key
+# inserted twice (MLflow checks, then inserts), and SQLite's lock.
+def version_scores(registered_model: str, metric: str) -> dict[str, float]:
+    """Each registered version's `metric` (from its run), for the versions whose run has a finite one."""
+    client = mlflow.MlflowClient()
+    scores = {}
+    for version in client.search_model_versions(f"name='{registered_model}'"):
+        if version.run_id is None:  # registered from a path, not a run: no score
+            continue
+        value = client.get_run(version.run_id).data.metrics.get(metric)
+        if value is not None and np.isfinite(value):
+            scores[str(version.version)] = value
+    return scores
+
+
+def best_version(
+    registered_model: str, metric: str, mode: str = "max", candidates: Collection[str] | None = None
+) -> str | None:
+    """The version best by `metric` among `candidates` (None: all versions; ties: the older version)."""
+    return _best(version_scores(registered_model, metric), mode, candidates)
+
+
+def _best(scores: dict[str, float], mode: str, candidates: Collection[str] | None) -> str | None:
+    eligible = [v for v in scores if candidates is None or v in candidates]
+    sign = 1 if mode == "max" else -1
+    return min(eligible, key=lambda v: (-sign * scores[v], int(v)), default=None)
+
+
+def beats(new: float, old: float | None, mode: str = "max", min_delta: float = 0.0) -> bool:
+    """Whether a score `new` replaces `old`: better, and by at least min_delta (no old score: yes)."""
+    if old is None:
+        return True
+    gain = new - old if mode == "max" else old - new
+    return gain > 0 and gain >= min_delta
+
+
+def champion_version(registered_model: str) -> str | None:
+    """The version the alias `champion` points at (None: no alias yet)."""
+    aliases = mlflow.MlflowClient().get_registered_model(registered_model).aliases
+    return str(aliases[CHAMPION]) if CHAMPION in aliases else None
+
+
+def promote_champion(
+    registered_model: str,
+    metric: str,
+    mode: str = "max",
+    min_delta: float = 0.0,
+    candidates: Collection[str] | None = None,
+    rounds: int = 20,
+    reader_model: str | None = None,
+) -> str | None:
+    """Point the alias `champion` at the best version by `metric` among `candidates` (None: all), if it
+    beats the current champion by at least `min_delta`; returns the champion. With `reader_model`, that
+    model's alias `champion` follows: it points at the reader of the champion version.
+
+    Safe when several trainings and sweeps promote at once, on any store: the alias is set, then read
+    back with the versions, and set again until the two agree. A promotion that decided on an older list
+    of versions and wrote last is mended by its own check, so the alias ends where promoting one by one
+    would have put it; a write that collided with another's first write of the alias is retried.
+    """
+    client = mlflow.MlflowClient()
+    for _ in range(rounds):
+        scores = version_scores(registered_model, metric)
+        best = _best(scores, mode, candidates)
+        current = champion_version(registered_model)
+        target = best
+        if best is None or (current and not beats(scores[best], scores.get(current), mode, min_delta)):
+            target = current
+        if target is None or current == target:
+            if target and reader_model:
+                follow_champion(reader_model, registered_model, target)
+            return target
+        retry_races(client.set_registered_model_alias, registered_model, CHAMPION, target)
+    raise RuntimeError(f"the alias {CHAMPION} of {registered_model} did not settle in {rounds} rounds")
+
+
+def follow_champion(reader_model: str, registered_model: str, champion: str) -> None:
+    """Point `reader_model`'s alias `champion` at the reader of `registered_model`'s champion version."""
+    reader = reader_version(reader_model, registered_model, champion)
+    if reader is not None:
+        retry_races(mlflow.MlflowClient().set_registered_model_alias, reader_model, CHAMPION, reader)
+
+
+def register(model, tracking: DictConfig, promote: bool = True) -> str | None:
+    """Log the trained model in the active run, register it (and its reading model) as configured, and
+    with `promote`, offer it the champion alias; the time it took is logged as logging_time_s."""
+    from src.tracking.runs import log_logging_time
+
+    start = time.perf_counter()
+    reader = tracking.get("reader_model")
+    version = log_model(model, tracking.registered_model, reader)
+    if version and promote:
+        promote_champion(
+            tracking.registered_model, **tracking.champion, candidates=[version], reader_model=reader
+        )
+    log_logging_time(time.perf_counter() - start)
+    return version
+
+
+def load_classifier(uri: str, tracking_uri: str | None = None):
+    """The Keras classifier at an MLflow model URI (models:/name@alias, models:/name/3, runs:/id/model),
+    from the store `tracking_uri` names (null: MLFLOW_TRACKING_URI, else ./mlruns); UserError in one
+    line when the URI names no classifier or the server refuses."""
+    import mlflow
+
+    from src.tracking import access, resolve_uri
+
+    store = resolve_uri(tracking_uri)
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
+    access.check_login(store)  # before the model's loading imports TensorFlow
+    try:
+        # what the URI names, before the seconds that loading Keras takes: a wrong URI fails fast
+        flavors = mlflow.models.get_model_info(uri).flavors
+        if "keras" not in flavors:
+            raise UserError(
+                f"model: {uri} is not a Keras classifier (its flavors: {', '.join(flavors)}): give a "
+                "classifier, e.g. models:/handwritten-digits@champion (reading models are for serving)"
+            )
+        return mlflow.keras.load_model(uri)
+    except UserError:
+        raise
+    except Exception as e:  # MlflowException, OSError, ...: all say "this URI does not give a model"
+        refused = access.refusal(e, store)
+        if refused:  # unless the server would not let us see it
+            raise UserError(refused) from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"model: cannot load {uri!r} from {store}: {first}") from None

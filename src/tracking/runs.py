@@ -1,0 +1,350 @@
+"""A run's life and what it records: params, environment, data, route, metrics, evaluations, and the
+parent and child runs of a sweep. Training code hands results here; it does not call MLflow itself."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+import traceback
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from src import UserError
+from src.data import NUM_CLASSES, Digits
+from src.models.scoring import Evaluation
+from src.tracking import access
+from src.tracking.store import retry_races
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def run(
+    run_name: str,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+) -> Iterator:
+    """An MLflow run that ends FINISHED, FAILED (crash, with the error attached) or KILLED (interrupt).
+
+    With run_id, an earlier run is continued instead of a new one started.
+    """
+    if run_id:
+        active = mlflow.start_run(run_id=run_id)
+        mlflow.set_tag("resumed", "true")
+    else:
+        tags = {**git_tags(), **(tags or {})}
+        active = mlflow.start_run(run_name=run_name, parent_run_id=parent_run_id, tags=tags)
+    try:
+        yield active
+    except KeyboardInterrupt:
+        mlflow.set_tag("error", "interrupted (SIGINT/SIGTERM)")
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException as e:
+        mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:5000])
+        mlflow.set_tags(getattr(e, "tags", {}))
+        if getattr(e, "run_status", "FAILED") == "FAILED":  # a trial the pruner stopped ends KILLED
+            mlflow.log_text(traceback.format_exc(), "error/traceback.txt")
+        mlflow.end_run(getattr(e, "run_status", "FAILED"))
+        raise
+    else:
+        mlflow.end_run("FINISHED")
+
+
+def check_resumable(run_id: str, checkpoint_dir: str) -> None:
+    """A run can be continued when it exists, has not finished, and left a checkpoint."""
+    try:
+        status = mlflow.get_run(run_id).info.status
+    except mlflow.exceptions.MlflowException as e:
+        if access.refusal(e):
+            raise
+        raise UserError(f"training.resume: no run {run_id!r} in {mlflow.get_tracking_uri()}") from None
+    if status == "FINISHED":
+        raise UserError(f"training.resume: run {run_id} has already FINISHED")
+    if not Path(checkpoint_dir).is_dir():
+        raise UserError(f"training.resume: run {run_id} left no checkpoint in {checkpoint_dir}")
+
+
+def git_tags() -> dict[str, str]:
+    """The commit the code ran from (and whether it had local changes), when run from a git checkout."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return {"mlflow.source.git.commit": commit, "git.dirty": str(bool(dirty)).lower()}
+
+
+def flatten(cfg: DictConfig) -> dict[str, str]:
+    """The composed config as dotted keys (backbone.name, top.layers.1.units, ...)."""
+    flat: dict[str, str] = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        elif isinstance(node, list):
+            if not node:
+                flat[prefix[:-1]] = "[]"
+            for i, value in enumerate(node):
+                walk(value, f"{prefix}{i}.")
+        else:
+            flat[prefix[:-1]] = str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    flat.pop("training.resume", None)  # a resumed run keeps its params: the resume itself is a tag
+    return flat
+
+
+def log_config(cfg: DictConfig, hydra_output_dir: str | None = None) -> None:
+    """Every parameter, flattened, plus the composed config (and Hydra's own record of the run)."""
+    mlflow.log_params(flatten(cfg))
+    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
+    hydra_dir = Path(hydra_output_dir or "", ".hydra")
+    if hydra_output_dir and hydra_dir.is_dir():
+        mlflow.log_artifacts(str(hydra_dir), "config/hydra")
+
+
+def log_environment() -> None:
+    """What the run ran on, as env.* tags (versions, CPU and its instruction sets, GPUs, threads), and
+    the installed packages as environment/requirements.txt."""
+    from src.tracking import environment
+
+    mlflow.set_tags({f"env.{key}": value for key, value in environment.describe().items()})
+    mlflow.log_text(environment.requirements(), "environment/requirements.txt")
+
+
+def log_model_size(sizes: Mapping[str, int]) -> None:
+    mlflow.log_params({f"model.{key}": value for key, value in sizes.items()})
+
+
+def log_distribution(replicas: int, devices: list[str]) -> None:
+    """How the run was spread (training.strategy says how): its number of replicas and their devices."""
+    mlflow.log_param("distribute.replicas", replicas)
+    mlflow.set_tag("distribute.devices", ", ".join(devices))
+
+
+def log_dataset(digits: Digits) -> None:
+    """Name, source, sizes and digest of the data, as MLflow dataset inputs and tags."""
+    from mlflow.data.numpy_dataset import from_numpy
+
+    for context, x, y in (
+        ("training", digits.x_train, digits.y_train),
+        ("validation", digits.x_val, digits.y_val),
+        ("test", digits.x_test, digits.y_test),
+    ):
+        with warnings.catch_warnings():  # a local path "can be interpreted in multiple ways"
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = from_numpy(x, targets=y, source=digits.source, name=f"{digits.name}-{context}")
+        retry_races(mlflow.log_input, dataset, context=context)
+    mlflow.set_tags(
+        {
+            "data.name": digits.name,
+            "data.source": digits.source,
+            "data.digest": digits.digest,
+            **{f"data.{split}_size": str(size) for split, size in digits.sizes().items()},
+        }
+    )
+
+
+def log_feature_cache(state: str, seconds: float | None, test_seconds: float | None = None) -> None:
+    """hit, computed, or off with the reason; the time it took to load or compute the features, and of
+    that the time spent on the test digits' features (evaluation, which an uncached run pays after
+    training too)."""
+    mlflow.set_tag("feature_cache", state)
+    if seconds is not None:
+        mlflow.log_metric("feature_cache_s", seconds)
+    if test_seconds is not None:
+        mlflow.log_metric("feature_cache_test_s", test_seconds)
+
+
+def log_precision(policy: str, chosen_by: str) -> None:
+    """The precision the run trained in (training.precision=auto picks it) and how it was chosen."""
+    mlflow.set_tags({"precision": policy, "precision.chosen_by": chosen_by})
+
+
+def log_route(route: str, why: str) -> None:
+    """exact, cached or echoed: whether the top trained on backbone features, and why."""
+    mlflow.set_tags({"training.route": route, "training.route.why": why})
+
+
+def log_logging_time(seconds: float) -> None:
+    mlflow.log_metric("logging_time_s", seconds)
+
+
+def log_fallbacks(fallbacks: list[str]) -> None:
+    mlflow.set_tag("fallback", str(bool(fallbacks)).lower())
+    for fallback in fallbacks:
+        kind, _, message = fallback.partition(": ")
+        mlflow.set_tag(f"fallback.{kind}", message)
+
+
+def log_evaluation(
+    evaluation: Evaluation, images: np.ndarray | None = None, prefix: str | None = None
+) -> None:
+    """A split's metrics, confusion matrix (PNG and CSV) and, given the images, its misclassified digits."""
+    from src.tracking import plots
+
+    split = evaluation.split
+    prefix = f"{split}_" if prefix is None else prefix
+    metrics = {f"{prefix}accuracy": evaluation.accuracy, f"{prefix}loss": evaluation.loss}
+    if split == "test":
+        metrics.update({f"test_{key}": value for key, value in evaluation.per_class().items()})
+    mlflow.log_metrics(metrics)
+    counts = evaluation.confusion()
+    header = "true\\predicted," + ",".join(str(c) for c in range(NUM_CLASSES))
+    rows = [f"{c}," + ",".join(str(n) for n in counts[c]) for c in range(NUM_CLASSES)]
+    mlflow.log_text("\n".join([header, *rows]) + "\n", f"confusion_matrix/{split}.csv")
+    figure = plots.confusion_figure(
+        counts, f"{split}: accuracy {evaluation.accuracy:.4f} (n={len(evaluation.labels)})"
+    )
+    mlflow.log_figure(figure, f"confusion_matrix/{split}.png")
+    plots.plt.close(figure)
+    if images is not None:
+        figure = plots.misclassified_figure(images, evaluation.labels, evaluation.probabilities)
+        mlflow.log_figure(figure, f"misclassified/{split}.png")
+        plots.plt.close(figure)
+
+
+def log_calibration(temperature: float, validation: Evaluation, test: Evaluation) -> None:
+    """The fitted temperature, the 15-bin expected calibration error of validation and test before and
+    after it (`val_ece_before`, `val_ece`, ...) and reliability_diagram.png."""
+    from src.models import calibration
+    from src.tracking import plots
+
+    curves = {}
+    metrics = {"temperature": temperature}
+    for prefix, evaluation in (("val", validation), ("test", test)):
+        before = calibration.scale(evaluation.probabilities, 1.0 / temperature)
+        metrics[f"{prefix}_ece_before"] = calibration.expected_calibration_error(before, evaluation.labels)
+        metrics[f"{prefix}_ece"] = calibration.expected_calibration_error(
+            evaluation.probabilities, evaluation.labels
+        )
+        curves[evaluation.split] = {
+            "before": calibration.reliability(before, evaluation.labels),
+            f"after (T={temperature:.2f})": calibration.reliability(
+                evaluation.probabilities, evaluation.labels
+            ),
+        }
+    mlflow.log_metrics(metrics)
+    figure = plots.reliability_figure(curves, metrics)
+    mlflow.log_figure(figure, "reliability_diagram.png")
+    plots.plt.close(figure)
+
+
+def log_training(seconds: float) -> None:
+    """Training time, epochs run and the learning curves, from the run's own per-epoch metrics
+    (complete even when the run was resumed)."""
+    from src.tracking import plots
+
+    client = mlflow.MlflowClient()
+    active = mlflow.active_run()
+    assert active is not None, "called inside the run"
+    run_id = active.info.run_id
+    history = {
+        key: [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+    }
+    mlflow.log_metrics({"training_time_s": seconds, "epochs_run": len(history["loss"])})
+    figure = plots.learning_curves_figure(dict(history))
+    mlflow.log_figure(figure, "learning_curves.png")
+    plots.plt.close(figure)
+
+
+def start_sweep(
+    experiment_id: str,
+    run_name: str,
+    overrides: list[str],
+    sweep_dir: str,
+    tags: Mapping[str, str] | None = None,
+) -> str:
+    """The parent run of a sweep, left RUNNING (children need an active parent) until end_sweep."""
+    run = mlflow.MlflowClient().create_run(
+        experiment_id,
+        run_name=run_name,
+        tags={
+            "sweep": "true",
+            "sweep.dir": sweep_dir,
+            "sweep.overrides": " ".join(overrides),
+            **git_tags(),
+            **(tags or {}),
+        },
+    )
+    return run.info.run_id
+
+
+def end_sweep(parent_run_id: str, status: str = "FINISHED", error: str | None = None) -> None:
+    client = mlflow.MlflowClient()
+    if error:
+        client.set_tag(parent_run_id, "error", error[:5000])
+    client.set_terminated(parent_run_id, status)
+
+
+def child_runs(parent_run_id: str) -> list:
+    """The runs of a sweep in launch order."""
+    parent = mlflow.get_run(parent_run_id)
+    return mlflow.search_runs(
+        experiment_ids=[parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+        order_by=["start_time ASC"],
+        output_format="list",
+    )
+
+
+def child_job_numbers(parent_run_id: str) -> set[int]:
+    return {
+        int(r.data.tags["sweep.job_num"]) for r in child_runs(parent_run_id) if "sweep.job_num" in r.data.tags
+    }
+
+
+def record_failed_job(
+    parent_run_id: str, run_name: str, job_num: int, overrides: list[str], error: str
+) -> None:
+    """A job that failed before its run began still shows in the sweep, as FAILED with its error."""
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_run_id)
+    run = client.create_run(
+        parent.info.experiment_id,
+        run_name=run_name,
+        tags={
+            "mlflow.parentRunId": parent_run_id,
+            "sweep.job_num": str(job_num),
+            "sweep.overrides": " ".join(overrides),
+            "error": error[:5000],
+        },
+    )
+    client.set_terminated(run.info.run_id, "FAILED")
+
+
+def log_setup(
+    cfg: DictConfig,
+    hydra_output_dir: str | None,
+    model,
+    digits: Digits,
+    distribution,
+    fallbacks: list[str],
+    precision: tuple[str, str],
+) -> None:
+    """What a run is before it fits or scores anything: its config, machine, model size, devices, data,
+    fallbacks and precision (with what chose it)."""
+    from src.models.networks import count_params
+
+    log_config(cfg, hydra_output_dir)
+    log_environment()
+    log_model_size(count_params(model))
+    log_distribution(distribution.replicas, distribution.devices)
+    log_dataset(digits)
+    log_fallbacks(fallbacks)
+    log_precision(*precision)

@@ -1,0 +1,236 @@
+"""Fitting a network as configured: optimizer (with `total_steps: auto` filled in), augmentation, the
+configured callbacks plus the epoch logger, checkpoints and interrupts; calibration afterwards."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from src import UserError
+from src.training.interrupts import INTERRUPTS
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: the run fails and nothing is registered."""
+
+
+def augmentation(cfg: DictConfig):
+    """The configured augmentation layers as one Keras layer (None: no augmentation)."""
+    import keras
+    from hydra.utils import instantiate
+
+    layers = [instantiate(layer) for layer in cfg.augmentation.layers]
+    return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def optimizer(optimizer_cfg: DictConfig, total_steps: int):
+    """The configured optimizer; `total_steps: auto` anywhere in it (a schedule's length) becomes the
+    run's number of training steps, known once the data and batch size are."""
+    from hydra.utils import instantiate
+
+    def fill(node):
+        if isinstance(node, dict):
+            return {
+                k: total_steps if k == "total_steps" and v == "auto" else fill(v) for k, v in node.items()
+            }
+        return [fill(v) for v in node] if isinstance(node, list) else node
+
+    return instantiate(fill(OmegaConf.to_container(optimizer_cfg, resolve=True)))
+
+
+def fit(
+    trainee,
+    inputs: dict,
+    digits,
+    cfg: DictConfig,
+    route: str = "exact",
+    augment=None,
+    checkpoints: str | None = None,
+    extra_callbacks: list | None = None,
+) -> tuple[dict, float]:
+    """Compile and fit with the configured optimizer, augmentation and callbacks; logs every epoch.
+
+    `trainee` is the whole model on digits (route "exact", augmented by `augment`), or the top on
+    backbone features ("cached"; "echoed": one of several augmented views per digit each epoch). With
+    `checkpoints` (a directory) the training state is saved after every epoch and restored from there
+    if present, so an interrupted run continues where it stopped.
+    """
+    import keras
+    from hydra.utils import instantiate
+
+    from src import data
+    from src.training import features
+    from src.training.callbacks import epoch_logger, last_logged_epoch
+
+    batch_size = cfg.training.batch_size
+    if route == "echoed":
+        train_ds = features.echo_dataset(inputs["train"], digits.y_train, batch_size, cfg.training.seed)
+    else:
+        train_ds = data.make_dataset(
+            inputs["train"],
+            digits.y_train,
+            batch_size,
+            shuffle=True,
+            augment=augment if route == "exact" else None,
+            seed=cfg.training.seed,
+            deterministic=cfg.training.deterministic,
+        )
+    val_ds = data.make_dataset(inputs["validation"], digits.y_val, batch_size)
+    steps = cfg.training.steps_per_execution
+    mirrored = cfg.training.strategy == "mirrored"
+    cached = route != "exact"
+    jit = cfg.training.jit_compile
+    trainee.compile(
+        optimizer=optimizer(cfg.training.optimizer, cfg.training.epochs * len(train_ds)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        # XLA fuses the top's small dense step (about 1.7x faster here); on the whole model it lost to
+        # oneDNN's convolutions by far, so auto compiles only the top on cached features
+        jit_compile=(cached and not mirrored) if jit == "auto" else bool(jit),
+        # many small steps of the top alone: run several per call so Python does not dominate (not under
+        # MirroredStrategy, where Keras cannot run several steps per call: keras-team/keras#19246)
+        steps_per_execution=(32 if cached and not mirrored else 1) if steps == "auto" else int(steps),
+    )
+    callbacks = [instantiate(c) for c in cfg.training.callbacks.values() if c is not None]
+    logged_through = last_logged_epoch() if cfg.training.resume else -1
+    # the logger comes before the checkpoint: a saved epoch is always a logged one
+    callbacks.append(epoch_logger(logged_through))  # also stops a run whose loss is not finite
+    callbacks += extra_callbacks or []
+    if checkpoints:
+        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir=checkpoints))
+    callbacks.append(INTERRUPTS.callback())  # last: an epoch it ends is logged and saved first
+    start = time.perf_counter()
+    with INTERRUPTS.while_training():
+        history = trainee.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.training.epochs,
+            callbacks=callbacks,
+            verbose=verbosity(cfg.training.verbose),
+            shuffle=False,  # the pipeline shuffles
+        )
+    return history.history, time.perf_counter() - start
+
+
+def set_seed(training: DictConfig) -> None:
+    """training.seed for Python, NumPy and TensorFlow, and training.deterministic's op determinism."""
+    import keras
+
+    keras.utils.set_random_seed(training.seed)
+    set_determinism(training.deterministic)
+
+
+def set_determinism(deterministic: bool) -> None:
+    """training.deterministic: TensorFlow's op determinism on for this run (off again for a later run of
+    the same process, e.g. a sweep's next job)."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # the switch back off is not public
+
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    elif tf_config.is_op_determinism_enabled():
+        tf_config.disable_op_determinism()
+
+
+def checkpoint_dir(cfg: DictConfig, run_id: str) -> str:
+    return str(Path(cfg.training.checkpoint_dir).absolute() / run_id)
+
+
+def verbosity(verbose) -> int:
+    """auto: a progress bar on a terminal, one line per epoch in logs and CI."""
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(verbose)
+
+
+def evaluation_sample(size: int, limit: int | None):
+    """The indices of a fixed sample of `limit` of `size` digits (all of them when limit is None)."""
+    import numpy as np
+
+    if limit is None or limit >= size:
+        return np.arange(size)
+    return np.sort(np.random.default_rng(0).choice(size, limit, replace=False))
+
+
+def calibrate(network, validation) -> float | None:
+    """Fit a temperature on the validation split and fold it into the model (None: not possible, said
+    in the log: no validation digits, or a top that does not end in a softmax Dense layer)."""
+    from src.models import calibration
+
+    layer = calibration.softmax_layer(network.top)
+    if layer is None or len(validation.labels) == 0:
+        log.warning(
+            "calibration: skipped (%s)",
+            "no validation digits" if layer else "the top does not end in a softmax Dense layer",
+        )
+        return None
+    temperature = calibration.fit_temperature(validation.probabilities, validation.labels)
+    calibration.fold(layer, temperature)
+    log.info(
+        "calibration: temperature %.3f fitted on %d validation digits", temperature, len(validation.labels)
+    )
+    return temperature
+
+
+def fit_route(cfg: DictConfig, route, digits, checkpoints: str | None, sweep: dict) -> float:
+    """Fit the route's trainee; returns the seconds it took. A search's trial may be pruned after any
+    epoch (TrialPruned); a loss that is no longer finite fails the run (TrainingDiverged)."""
+    import math
+
+    from src import tracking
+
+    # a search's trial: the pruner may stop it after any epoch
+    pruner = sweep["pruner"](monitor="val_accuracy") if "pruner" in sweep else None
+    history, seconds = fit(
+        route.trainee,
+        route.inputs,
+        digits,
+        cfg,
+        route=route.name,
+        augment=route.augment,
+        checkpoints=checkpoints,
+        extra_callbacks=[pruner] if pruner else [],
+    )
+    if pruner and pruner.pruned:
+        from src.training.callbacks import TrialPruned
+
+        tracking.log_training(seconds)
+        raise TrialPruned(pruner.pruned)
+    losses = history.get("loss", [])
+    if losses and not all(map(math.isfinite, losses)):
+        raise TrainingDiverged(
+            f"the loss became {losses[-1]} at epoch {len(losses)}: training stopped and nothing "
+            "registered (try a smaller training.optimizer.learning_rate)"
+        )
+    tracking.log_training(seconds)
+    return seconds
+
+
+def score_training(cfg: DictConfig, network, route, digits):
+    """The trained network's end-of-run scores on the training sample and the validation split (after
+    calibration), logged; returns (validation, temperature or None). The test set is scored apart."""
+    from src import tracking
+    from src.models import calibration
+    from src.models.scoring import evaluate
+
+    # the training split is scored on a fixed sample (training.train_eval_sample digits): its scores
+    # only show how far training and validation drift apart
+    sample = evaluation_sample(len(digits.y_train), cfg.training.train_eval_sample)
+    if route.name == "cached":
+        train_scores = evaluate(route.trainee, route.inputs["train"][sample], digits.y_train[sample], "train")
+    else:  # the echoed features are of augmented digits: score the digits themselves
+        x = digits.x_train[sample][..., None]
+        train_scores = evaluate(network.trainee, x, digits.y_train[sample], "train")
+    tracking.log_evaluation(train_scores, prefix="final_train_")
+    validation = evaluate(route.trainee, route.inputs["validation"], digits.y_val, "validation")
+    temperature = calibrate(network, validation) if cfg.training.calibrate else None
+    if temperature:
+        validation.probabilities = calibration.scale(validation.probabilities, temperature)
+    tracking.log_evaluation(validation, prefix="final_val_")
+    return validation, temperature
