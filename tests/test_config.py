@@ -102,3 +102,20 @@ def test_new_keys_are_checked_before_tensorflow(compose_cfg, overrides, message)
 
     with pytest.raises(UserError, match=message):
         config.validate_training(compose_cfg(*overrides))
+
+
+def test_training_s_groups_compose_the_keys_training_always_had(compose_cfg):
+    training = compose_cfg().training
+    assert (training.optimizer._target_, training.optimizer.learning_rate) == ("keras.optimizers.Adam", 0.001)
+    assert (training.strategy, training.devices, training.cpu_devices) == ("default", None, 1)
+    assert (training.feature_cache, training.echo_views, training.checkpoints) == ("auto", 4, True)
+    mirrored = compose_cfg("training/distribute=mirrored").training
+    assert (mirrored.strategy, mirrored.cpu_devices) == ("mirrored", 2)
+    assert compose_cfg("training/cache=exact").training.feature_cache is False
+    sgd = compose_cfg("training/optimizer=sgd", "training.optimizer.learning_rate=0.1").training.optimizer
+    assert (sgd._target_, sgd.learning_rate, sgd.momentum) == ("keras.optimizers.SGD", 0.1, 0.9)
+    # the keys are overridden by their old names, the group's choice first
+    keyed = compose_cfg(
+        "training/distribute=mirrored", "training.cpu_devices=4", "training.feature_cache=false"
+    )
+    assert (keyed.training.cpu_devices, keyed.training.feature_cache) == (4, False)
