@@ -9,7 +9,7 @@ BACKEND ?=
 AUTH ?=
 DATA ?=
 
-.PHONY: install system test test-fast lint format train sweep ui server serve-model bench bench-full clean
+.PHONY: install system test test-fast lint hooks format train sweep ui server serve-model bench bench-full clean
 
 install: system  ## create .venv and install the project with its test tools (and the Debian packages below)
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,13 @@ test:  ## the whole suite, as CI runs it (in an empty HOME of its own: tests/con
 test-fast:  ## the edit-test loop: the tests that train no more than a few steps (under 4 minutes)
 	$(PY) -m pytest -m "not slow" --durations=15 $(ARGS)
 
-lint:  ## ruff lint and format check
+lint:  ## ruff (lint and format check) and mypy (the types of src/ and hydra_plugins/)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+hooks:  ## run make lint's checks before each commit (pre-commit, .pre-commit-config.yaml)
+	$(VENV)/bin/pre-commit install
 
 format:
 	$(VENV)/bin/ruff check --fix .
