@@ -1,0 +1,102 @@
+"""docs/architecture.md stays true: what it names exists, and the imports follow its layers."""
+
+import ast
+import re
+
+from tests.conftest import ROOT
+
+DOC = (ROOT / "docs" / "architecture.md").read_text()
+# training.enabled=false hands the run to the evaluate command; the bench times a training in process
+ALLOWED = {("src.train", "src.evaluate"), ("src.bench", "src.train")}
+
+
+def _imports() -> dict[str, set[str]]:
+    """Every module of src/ and hydra_plugins/ and the project modules it imports (also inside functions)."""
+    files = [*sorted((ROOT / "src").rglob("*.py")), *sorted((ROOT / "hydra_plugins").rglob("*.py"))]
+    names = {}
+    for path in files:
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in names.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for alias in node.names:  # `from src.tracking import access`: the module, if it is one
+                    full = f"{node.module}.{alias.name}"
+                    found.add(full if full in names else node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        graph[name] = {m for m in found if m in names and m != name}
+    return graph
+
+
+def _layers() -> dict[str, int]:
+    """The layer of each library package, as the page gives it: `src/models/ ... (layer 2)`."""
+    layers = {}
+    for path, layer in re.findall(r"^ (src/\S+)\s.*\(layer (\d+)\)$", DOC, flags=re.M):
+        layers[path.removesuffix("/").removesuffix(".py").replace("/", ".")] = int(layer)
+    layers["src"] = layers.pop("src.__init__")
+    return layers
+
+
+def _layer_of(module: str, layers: dict[str, int]) -> int | None:
+    """The layer of a library module (None: a command, or outside src/)."""
+    if module == "src":
+        return layers["src"]
+    while module.count(".") >= 1:
+        if module in layers:
+            return layers[module]
+        module = module.rpartition(".")[0]
+    return None
+
+
+def test_what_the_page_names_exists():
+    named = set(re.findall(r"`?((?:src|conf|hydra_plugins|tests|docs)/[\w./-]*\w/?)`?", DOC))
+    assert len(named) > 30
+    missing = sorted(p for p in named if not (ROOT / p).exists())
+    assert not missing, f"docs/architecture.md names what is not there: {missing}"
+    for package in ("data", "models", "training", "tracking", "reading", "apps", "sweeps"):
+        assert (ROOT / "src" / package / "__init__.py").is_file()
+        assert f"src/{package}/" in DOC
+
+
+def test_every_package_of_src_is_on_the_page():
+    packages = {p.parent.name for p in (ROOT / "src").glob("*/__init__.py")}
+    layers = _layers()
+    assert {f"src.{p}" for p in packages} <= set(layers), "a package of src/ has no layer on the page"
+
+
+def test_imports_follow_the_layers_and_have_no_cycles():
+    graph, layers = _imports(), _layers()
+    commands = {
+        m for m in graph if m.count(".") == 1 and m.startswith("src.") and _layer_of(m, layers) is None
+    }
+    assert {"src.train", "src.evaluate", "src.predict", "src.draw", "src.compare", "src.bench"} <= commands
+    wrong = []
+    for module, imported in graph.items():
+        layer = _layer_of(module, layers)
+        for other in imported:
+            if layer is not None:  # the library: its own package and the layers below
+                other_layer = _layer_of(other, layers)
+                if other_layer is None or other_layer > layer:
+                    wrong.append(f"{module} -> {other}")
+            elif module in commands and other in commands and (module, other) not in ALLOWED:
+                wrong.append(f"{module} -> {other} (a command imports another)")
+    assert not wrong, "imports against the layers of docs/architecture.md: " + ", ".join(sorted(wrong))
+
+    seen, cycles = set(), []
+
+    def visit(module, path):
+        if module in path:
+            cycles.append(path[path.index(module) :] + [module])
+            return
+        if module in seen:
+            return
+        for other in sorted(graph[module]):
+            visit(other, [*path, module])
+        seen.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert not cycles, f"import cycles: {cycles}"
