@@ -28,7 +28,7 @@ def run_name(job_overrides: list[str], sweep_overrides: list[str]) -> str:
     leaves = [key.rsplit(".", 1)[-1] for key, _ in varied]
     parts = []
     for key, value in varied:
-        value = _short_number(value)
+        value = short_number(value)
         if "." not in key:  # a config group choice speaks for itself
             parts.append(value)
             continue
@@ -39,13 +39,14 @@ def run_name(job_overrides: list[str], sweep_overrides: list[str]) -> str:
     return "-".join(parts)
 
 
-def _short_number(value: str) -> str:
-    """Optuna's 0.0005611516415334506 reads as 0.000561 in a run name."""
+def short_number(value: str, digits: int = 3) -> str:
+    """A long number as text in `digits` significant digits: Optuna's 0.0005611516415334506 reads as
+    0.000561 in a run name (0.0005612 in a table); anything else as it is."""
     try:
         number = float(value)
     except ValueError:
         return value
-    return value if len(value) <= 8 else f"{number:.3g}"
+    return value if len(value) <= 8 else f"{number:.{digits}g}"
 
 
 RESULT_COLUMNS = [
@@ -205,11 +206,7 @@ def _cell(value) -> str:
         return "-"
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and abs(value) >= 1 else f"{value:.4f}"
-    text = str(value)
-    try:  # params are strings: shorten long numbers (Optuna's samples)
-        return f"{float(text):.4g}" if len(text) > 8 else text
-    except ValueError:
-        return text
+    return short_number(str(value), digits=4)  # params are strings: Optuna's samples are long
 
 
 def to_markdown(columns: list[str], rows: list[dict]) -> str:
