@@ -80,6 +80,11 @@ def validate_training(cfg: DictConfig) -> None:
     _whole(cfg, "data.train_limit", 1, allow_none=True)
     _whole(cfg, "data.test_limit", 1, allow_none=True)
     _number(cfg, "data.val_split", 0.0, 1.0, low_open=False)
+    if cfg.data.val_split == 0 and cfg.training.enabled:
+        raise UserError(
+            "data.val_split: 0 leaves no validation split, and early stopping, calibration and the champion "
+            "are chosen on it, never on the test set; hold out a fraction, e.g. data.val_split=0.1"
+        )
     if not isinstance(cfg.training.optimizer.get("learning_rate"), Mapping | type(None)):  # else a schedule
         _number(cfg, "training.optimizer.learning_rate", 0.0)
     _choice(cfg, "training.precision", ("auto", "float32", "mixed_bfloat16", "mixed_float16"))

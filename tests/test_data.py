@@ -27,9 +27,14 @@ def test_limits_and_stratified_validation_split(compose_cfg):
     assert digits.digest == again.digest  # the split is seeded
 
 
-def test_no_validation_split_validates_on_test(compose_cfg):
+def test_no_validation_split_is_no_validation_digits_and_a_training_refuses_it(compose_cfg):
     digits = data.load_digits(compose_cfg("data=mnist_sample", "data.val_split=0").data)
-    assert np.array_equal(digits.x_val, digits.x_test)
+    assert len(digits.x_val) == 0 and len(digits.x_train) == 4000  # never the test digits
+    from src import config
+
+    with pytest.raises(UserError, match="data.val_split: 0 leaves no validation split"):
+        config.validate_training(compose_cfg("data=mnist_sample", "data.val_split=0"))
+    config.validate_training(compose_cfg("data=mnist_sample", "data.val_split=0", "training.enabled=false"))
 
 
 def test_mnist_from_a_path(compose_cfg, tmp_path):

@@ -112,8 +112,6 @@ def load_digits(cfg, strict: bool = False) -> Digits:
     x_train, y_train = _limit(arrays["x_train"], arrays["y_train"], cfg.train_limit)
     x_test, y_test = _limit(arrays["x_test"], arrays["y_test"], cfg.test_limit)
     x_train, y_train, x_val, y_val = _split(x_train, y_train, cfg.val_split, cfg.split_seed)
-    if cfg.val_split == 0:
-        x_val, y_val = x_test, y_test
     return Digits(
         name=name,
         source=str(source),
