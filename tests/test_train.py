@@ -8,7 +8,7 @@ import pytest
 
 from src import UserError
 from src.train import train
-from tests.conftest import TINY, run_cli, run_python
+from tests.conftest import TINY, run_cli, run_python, use_store
 
 
 def _only_run():
@@ -147,3 +147,29 @@ def test_a_run_ends_in_its_true_state(store, compose_cfg, monkeypatch, error, st
     assert run.info.status == status
     assert "boom" in run.data.tags["error"] or status == "KILLED"
     assert not mlflow.MlflowClient().search_model_versions("name='handwritten-digits'")
+
+
+@pytest.mark.slow
+def test_the_evaluate_command_scores_a_registered_model_in_a_run_of_its_own(digit_model, tmp_path):
+    env = {"MLFLOW_TRACKING_URI": digit_model["uri"]}
+    model = digit_model["model"]
+    result = run_cli(
+        "src.evaluate", f"model={model}", "data=mnist_sample", f"hydra.run.dir={tmp_path}", env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = [line for line in result.stdout.splitlines() if line.startswith("test accuracy ")]
+    assert printed, result.stdout[-2000:]
+    assert float(printed[-1].split()[2].rstrip(",")) == pytest.approx(digit_model["test_accuracy"], abs=1e-3)
+    use_store(digit_model["uri"])
+    runs = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"params.`training.model_uri` = '{model}'",
+        output_format="list",
+    )
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert "test_accuracy" in runs[0].data.metrics and "final_val_accuracy" not in runs[0].data.metrics
+    versions = mlflow.MlflowClient().search_model_versions("name='handwritten-digits'")
+    assert [str(v.version) for v in versions] == ["1"]  # nothing registered
+
+    bad = run_cli("src.evaluate", "model=models:/nobody/1", f"hydra.run.dir={tmp_path}", env=env)
+    assert bad.returncode == 2 and "models:/nobody/1" in bad.stderr and "Traceback" not in bad.stderr
