@@ -26,11 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def compose(*overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from src import config
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="train", overrides=list(overrides))
+    return config.compose(overrides)
 
 
 def matmul_peak(n: int = 2048, dtype: str = "float32", seconds: float = 3.0) -> float:
