@@ -177,3 +177,14 @@ def test_keys_that_conf_now_composes_differently_are_set_back(compose_cfg):
     fixes = rerun.overrides_undoing(found, logged)
     assert "~training.callbacks.early_stopping" in fixes
     assert rerun.differences(compose_cfg("backbone=simple_cnn", *fixes), logged) == {}
+
+
+def test_a_run_logged_before_src_became_packages_names_its_targets_as_they_are_now(compose_cfg):
+    overrides = ("backbone=simple_cnn", "+experiment=fast_baseline")
+    logged = OmegaConf.to_container(compose_cfg(*overrides), resolve=True)
+    logged["backbone"]["network"]["_target_"] = "src.model.simple_cnn"  # as runs logged them before
+    logged["training"]["optimizer"]["learning_rate"]["_target_"] = "src.schedules.one_cycle"
+    assert set(rerun.differences(compose_cfg(*overrides), logged)) == {
+        "backbone.network._target_", "training.optimizer.learning_rate._target_",
+    }  # fmt: skip
+    assert rerun.differences(compose_cfg(*overrides), rerun.current_targets(logged)) == {}

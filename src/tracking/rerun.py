@@ -110,7 +110,23 @@ def logged_config(run_id: str) -> dict:
         raise UserError(
             f"run {run_id} logged a config/config.yaml that is not a mapping: it cannot be re-run"
         )
-    return logged
+    return current_targets(logged)
+
+
+# `_target_`s that moved when src/ became packages: a run logged before names them as they were
+MOVED_TARGETS = {
+    "src.model.simple_cnn": "src.models.networks.simple_cnn",
+    "src.schedules.one_cycle": "src.training.schedules.one_cycle",
+}
+
+
+def current_targets(logged):
+    """The logged config with the `_target_`s that moved named as they are now (the same objects)."""
+    if isinstance(logged, dict):
+        return {
+            k: MOVED_TARGETS.get(v, v) if k == "_target_" else current_targets(v) for k, v in logged.items()
+        }
+    return [current_targets(v) for v in logged] if isinstance(logged, list) else logged
 
 
 def compose(overrides: list[str]) -> DictConfig:
