@@ -286,7 +286,7 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
             chosen = rng.choice(len(x), spec["digits"], replace=False)
             gray = compose_number([x[i] for i in chosen], rng, gaps=spec["gaps"], stretch=spec["stretch"])
             start = time.perf_counter()
-            crops = segmentation.read_line(gray, classifier.probabilities)
+            crops = segmentation.read_line(gray, classifier.classify)
             slowest = max(slowest, time.perf_counter() - start)
             read = "".join(str(int(np.argmax(c.probabilities))) for c in crops if c.probabilities is not None)
             truth = "".join(map(str, y[chosen]))
@@ -300,15 +300,18 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
     result["reading_slowest_picture_s"] = slowest
     # doubt: how often a single test digit reads sure, how often a sure one is wrong, and how often a
     # picture that is not a digit comes back sure
-    p = classifier.probabilities(x[:3000])
+    p, scores = classifier.classify(x[:3000])
     sure = p.max(axis=1) >= classifier.sure
+    if scores is not None:  # a digit that the digit score finds unlike a digit is not sure either
+        result["reading_digits_unlike_digits"] = float((scores < classifier.digit_threshold).mean())
+        sure &= scores >= classifier.digit_threshold
     result["reading_digits_sure"] = float(sure.mean())
     result["reading_sure_digits_wrong"] = float((p.argmax(axis=1)[sure] != y[:3000][sure]).mean())
     from src.data.pictures import non_digits
 
     others = non_digits(rng)
     for name, pictures in others.items():
-        readings = [classifier.read(segmentation.read_line(g, classifier.probabilities)) for g in pictures]
+        readings = [classifier.read(segmentation.read_line(g, classifier.classify)) for g in pictures]
         result[f"reading_{name}_sure"] = float(np.mean([r.sure and bool(r.digits) for r in readings]))
     result["reading_non_digits_sure"] = float(np.mean([result[f"reading_{name}_sure"] for name in others]))
     result.update(bad_input(classifier, rng))

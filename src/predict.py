@@ -43,12 +43,12 @@ def expand(images) -> list[Path]:
 def _text(path: Path, reading: Reading) -> str:
     if not reading.digits:
         return f"{path}: {reading.message}"
-    lines = [
-        f"{path}: {reading.text}" + ("" if reading.sure else f"  (unsure; most likely {reading.number})")
-    ]
+    doubt = "" if reading.sure else f"  (unsure; most likely {reading.number})"
+    lines = [f"{path}: {reading.text}{doubt}" + (f"  {reading.message}" if reading.message else "")]
     for i, d in enumerate(reading.digits, start=1):
         alternatives = "  ".join(f"{t['digit']}: {t['probability']:.3f}" for t in d.top)
-        lines.append(f"  digit {i}: {d.digit if d.sure else '?'}  ({alternatives})")
+        unlike = "" if d.looks_like_digit else f"  may not be a digit (digit score {d.digit_score:.2f})"
+        lines.append(f"  digit {i}: {d.digit if d.sure else '?'}  ({alternatives}){unlike}")
     return "\n".join(lines)
 
 

@@ -44,6 +44,7 @@ def train(
         from src.models import networks, precision
         from src.models.scoring import evaluate
         from src.training import routes
+        from src.training.digit_score import fit_digit_score
 
         fit.set_seed(cfg.training)
         policy = precision.choose(cfg.training.precision, cfg.training.precision_probe)
@@ -67,7 +68,10 @@ def train(
             if temperature:
                 tracking.log_calibration(temperature, validation, test)
             log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
-            tracking.register(network.model, cfg.tracking, promote=not sweep)  # a sweep promotes at its end
+            score = fit_digit_score(network.model, digits, **cfg.training.digit_score, seed=cfg.training.seed)
+            tracking.log_digit_score(score)
+            # a sweep promotes at its end
+            tracking.register(network.model, cfg.tracking, promote=not sweep, digit_score=score)
         cli.announce(fallbacks)
     return {"test_accuracy": test.accuracy, "test_loss": test.loss, "val_accuracy": validation.accuracy}
 

@@ -91,6 +91,8 @@ def test_a_schedule_s_length_is_filled_in_from_the_run(compose_cfg):
         (["input_size=28"], "input_size: 28 is not a whole number >= 32"),
         (["+experiment=fast_baseline", "input_size=4"], "input_size: 4 is not a whole number >= 8"),
         (["training.echo_views=-1"], "training.echo_views"),
+        (["training.digit_score.keep=1.5"], "training.digit_score.keep"),
+        (["training.digit_score.sample=-1"], "training.digit_score.sample"),
         (["training.precision=fast"], "auto, float32"),
         (["backbone.freeze_batchnorm=maybe"], "backbone.freeze_batchnorm"),
         (["tracking.champion.metric=test_accuracy"], "the test set never chooses"),

@@ -13,15 +13,18 @@ pytestmark = pytest.mark.slow
 
 
 def _correctly_read_digits(model_uri: str, store: str, wanted: list[int]) -> list[np.ndarray]:
-    """One test digit per wanted class that the model reads right and sure on its own, as MNIST gives it."""
+    """One test digit per wanted class that the model reads right and sure on its own, as MNIST gives it
+    (and that its digit score finds well above its threshold)."""
     from src.apps.classifier import Classifier
     from src.reading.reader import SURE
 
     classifier = Classifier(model_uri, store)
     sample = np.load(SAMPLE_PATH)
     x, y = sample["x_test"], sample["y_test"]
-    p = classifier.probabilities(x)
+    p, scores = classifier.classify(x)
     right = (p.argmax(axis=1) == y) & (p.max(axis=1) >= SURE)
+    threshold = classifier.digit_threshold
+    right &= scores >= threshold + 0.5 * (1 - threshold)
     return [x[np.flatnonzero(right & (y == d))[0]] for d in wanted]
 
 

@@ -114,13 +114,13 @@ def test_recognition_keeps_wide_digits_whole_and_takes_touching_pairs_apart(digi
         for i in range(40)
         if SAMPLE["y_test"][i] in (0, 2, 4, 7)
     ]
-    counts = [len(segmentation.read_line(g, classifier.probabilities)) for g in wide]
+    counts = [len(segmentation.read_line(g, classifier.classify)) for g in wide]
     assert sum(c == 1 for c in counts) >= 0.85 * len(wide), counts
     # two digits touching (gap 0 to -10% of a digit's width): one blob, read as two digits
     pairs = [compose_number([x[i], x[i + 1]], rng, gaps=(-0.1, 0.0)) for i in range(100, 160, 2)]
     pairs = [g for g in pairs if len(segmentation.blobs(segmentation.ink(g))) == 1]  # their ink meets
     assert len(pairs) >= 12
-    counts = [len(segmentation.read_line(g, classifier.probabilities)) for g in pairs]
+    counts = [len(segmentation.read_line(g, classifier.classify)) for g in pairs]
     assert sum(c == 2 for c in counts) >= 0.5 * len(pairs), counts
 
 
@@ -131,7 +131,7 @@ def test_a_spaced_number_reads_digit_for_digit(digit_model):
     classifier = _classifier(digit_model)
     x, y = SAMPLE["x_test"], SAMPLE["y_test"]
     gray = compose_number([x[i] for i in range(200, 212)], np.random.default_rng(2), gaps=(0.2, 1.0))
-    crops = segmentation.read_line(gray, classifier.probabilities)
+    crops = segmentation.read_line(gray, classifier.classify)
     read = "".join(str(int(np.argmax(c.probabilities))) for c in crops)
     expected = "".join(map(str, y[200:212]))
     assert len(read) == 12 and sum(a == b for a, b in zip(read, expected, strict=True)) >= 11, (
@@ -182,7 +182,7 @@ def test_an_unsure_digit_shows_as_a_question_mark_with_its_alternatives():
     from src.apps.classifier import Classifier
 
     reader = object.__new__(Classifier)  # no model: the crops come already classified
-    reader.sure = 0.9
+    reader.sure, reader.digit_threshold = 0.9, None
     p = np.full((3, 10), 0.001)
     p[0, 3], p[1, 1], p[1, 7], p[2, 7] = 0.991, 0.55, 0.441, 0.991
     crops = [segmentation.DigitCrop(np.zeros((28, 28), np.uint8), (i, 0, i + 1, 1), p[i]) for i in range(3)]

@@ -17,10 +17,11 @@ class Classifier(ModelReader):
     """A classifier (`load_classifier`) loaded once, reading pictures."""
 
     def __init__(self, uri: str, tracking_uri: str | None = None, sure: float = SURE):
-        from src.tracking import load_classifier
+        from src.tracking import load_reading_classifier
 
         start = time.perf_counter()
-        super().__init__(load_classifier(uri, tracking_uri), sure)
+        model, digit_score = load_reading_classifier(uri, tracking_uri)
+        super().__init__(model, sure, digit_score)
         self.uri = uri
         self.probabilities(np.zeros((1, 28, 28), np.uint8))  # build the predict function once
         log.info("loaded %s in %.1f s", uri, time.perf_counter() - start)

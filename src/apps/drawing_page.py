@@ -74,6 +74,8 @@ def create_app(classifier, max_bytes: int = 5_000_000, top: int = 3) -> FastAPI:
                         "digit": d.digit,
                         "probability": d.probability,
                         "sure": d.sure,
+                        "digit_score": d.digit_score,
+                        "looks_like_digit": d.looks_like_digit,
                         "top": d.top,
                         "box": d.box,
                         "crop": _png(c.image),

@@ -2,7 +2,7 @@
 
 Shared by `src.predict`, the drawing page and the reading model in the registry (`src.reading.reader_model`),
 which carries this module with it: it imports nothing beyond numpy, Pillow, SciPy and
-`src.reading.segmentation`.
+`src.reading.segmentation` and `src.reading.digit_score` (and Keras, for a model).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from src.reading.digit_score import DigitScore, reading_network
 from src.reading.segmentation import DigitCrop, NotALine, decode, read_line
 
 # A digit is read as sure when the model's (calibrated) probability of it is at least this.
@@ -24,6 +25,9 @@ class DigitReading:
     top: list[dict]  # the most likely classes: {digit, probability}
     box: tuple[int, int, int, int]
     sure: bool = True
+    # how much the crop looks like a digit at all (src/reading/digit_score.py; None: the model has no score)
+    digit_score: float | None = None
+    looks_like_digit: bool = True
 
 
 @dataclass
@@ -36,54 +40,81 @@ class Reading:
 
 
 class Reader:
-    """Reads pictures with `probabilities`: (N, 28, 28) uint8 white-on-black digits -> (N, 10)."""
+    """Reads pictures with `probabilities`: (N, 28, 28) uint8 white-on-black digits -> (N, 10), and a
+    digit score where the model has one (`classify`)."""
 
     sure: float = SURE
+    digit_threshold: float | None = None  # a digit score below it is not read as sure (None: no score)
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def classify(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, 28, 28) crops -> their (N, 10) probabilities and (N,) digit scores (None: no score)."""
+        return self.probabilities(digits), None
+
     def read(self, crops: list[DigitCrop], top: int = 3) -> Reading:
         if not crops:
             return Reading(number="", message="no digits found (no ink)")
+        scores: np.ndarray | None
         if all(c.probabilities is not None for c in crops):  # chosen by recognition: already classified
             probabilities = np.stack([c.probabilities for c in crops if c.probabilities is not None])
+            found = [c.digit_score for c in crops]
+            scores = None if None in found else np.asarray(found, np.float64)
         else:
-            probabilities = self.probabilities(np.stack([c.image for c in crops]))
+            probabilities, scores = self.classify(np.stack([c.image for c in crops]))
         digits = []
-        for crop, p in zip(crops, probabilities, strict=True):
+        for index, (crop, p) in enumerate(zip(crops, probabilities, strict=True)):
             order = np.argsort(p)[::-1][:top]
+            score = None if scores is None else float(scores[index])
+            looks = score is None or self.digit_threshold is None or score >= self.digit_threshold
             digits.append(
                 DigitReading(
                     int(order[0]),
                     float(p[order[0]]),
                     [{"digit": int(k), "probability": float(p[k])} for k in order],
                     crop.box,
-                    sure=bool(p[order[0]] >= self.sure),
+                    sure=bool(p[order[0]] >= self.sure and looks),
+                    digit_score=score,
+                    looks_like_digit=bool(looks),
                 )
             )
+        unlike = [str(i) for i, d in enumerate(digits, start=1) if not d.looks_like_digit]
         return Reading(
             number="".join(str(d.digit) for d in digits),
             digits=digits,
             text="".join(str(d.digit) if d.sure else "?" for d in digits),
             sure=all(d.sure for d in digits),
+            message=f"may not be a digit: {'digit' if len(unlike) == 1 else 'digits'} {', '.join(unlike)}"
+            if unlike
+            else "",
         )
 
     def read_picture(self, data: bytes, name: str = "image", top: int = 3) -> tuple[Reading, list[DigitCrop]]:
         try:
-            crops = read_line(decode(data, name), self.probabilities)
+            crops = read_line(decode(data, name), self.classify)
         except NotALine as e:  # an answer, not an error: nothing is read from it
             return Reading(number="", message=str(e)), []
         return self.read(crops, top), crops
 
 
 class ModelReader(Reader):
-    """A reader around a loaded Keras model (anything with `predict_on_batch`)."""
+    """A reader around a loaded Keras model (anything with `predict_on_batch`), with the model's digit
+    score where it has one."""
 
-    def __init__(self, model, sure: float = SURE):
+    def __init__(self, model, sure: float = SURE, digit_score: DigitScore | None = None):
         self.model = model
         self.sure = sure
+        self.digit_score = digit_score
+        self.network = reading_network(model) if digit_score is not None else None
+        self.digit_threshold = digit_score.threshold if self.network is not None and digit_score else None
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """(N, 28, 28) uint8 white-on-black digits -> (N, 10) probabilities."""
         return np.asarray(self.model.predict_on_batch(digits), dtype=np.float64)
+
+    def classify(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.network is None or self.digit_score is None:
+            return self.probabilities(digits), None
+        probabilities, features = self.network.predict_on_batch(digits[..., None])
+        return np.asarray(probabilities, np.float64), self.digit_score.score(np.asarray(features, np.float64))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import shutil
 import tempfile
 import warnings
@@ -27,6 +28,7 @@ import numpy as np
 from mlflow.pyfunc import PythonModel
 
 from src import UserError
+from src.reading.digit_score import DigitScore
 from src.reading.reader import SURE, ModelReader
 
 ARTIFACT = "reader"
@@ -37,6 +39,7 @@ CODE = (
     "reading/segmentation.py",
     "reading/reader.py",
     "reading/reader_model.py",
+    "reading/digit_score.py",
     "reading/shape_prior.json",
 )
 # The model itself, as MLflow's models-from-code wants it: a script that names the model (no pickle).
@@ -75,10 +78,14 @@ with warnings.catch_warnings():
 
             self.model = keras.models.load_model(context.artifacts["classifier"])
             self.model.predict_on_batch(np.zeros((1, 28, 28), np.uint8))  # build the predict function once
+            self.digit_score = None
+            if "digit_score" in context.artifacts:
+                found = json.loads(Path(context.artifacts["digit_score"]).read_text())
+                self.digit_score = DigitScore.from_metadata({"digit_score": found})
 
         def predict(self, context, model_input, params=None):
             params = params or {}
-            reader = ModelReader(self.model, float(params.get("sure", SURE)))
+            reader = ModelReader(self.model, float(params.get("sure", SURE)), self.digit_score)
             top = int(params.get("top", TOP))
             if not 1 <= top <= 10:
                 raise _bad(f"params.top: between 1 and 10, got {top}")
@@ -108,8 +115,9 @@ def signature():
     )
 
 
-def log_reader(classifier, requirements: list[str]):
-    """Log the reading model around the Keras model `classifier` (the one just logged) in the active run.
+def log_reader(classifier, requirements: list[str], digit_score: DigitScore | None = None):
+    """Log the reading model around the Keras model `classifier` (the one just logged) in the active run,
+    with its digit score where it has one.
 
     The classifier goes in as one .keras file saved here: nothing is downloaded back from the store, and
     a store behind a server with logins (which checks the password on every request) gets a handful of
@@ -123,10 +131,14 @@ def log_reader(classifier, requirements: list[str]):
             shutil.copy2(Path(__file__).parents[1] / name, package / name)
         weights = Path(tmp) / "classifier.keras"
         classifier.save(weights)
+        artifacts = {"classifier": str(weights)}
+        if digit_score is not None:
+            artifacts["digit_score"] = str(Path(tmp) / "digit_score.json")
+            Path(artifacts["digit_score"]).write_text(json.dumps(digit_score.to_metadata()))
         return mlflow.pyfunc.log_model(
             name=ARTIFACT,
             python_model=str(ENTRY),
-            artifacts={"classifier": str(weights)},
+            artifacts=artifacts,
             code_paths=[str(package)],
             signature=signature(),
             pip_requirements=requirements,

@@ -33,8 +33,11 @@ def model_signature():
     )
 
 
-def log_model(model, registered_model: str | None, reader_model: str | None = None) -> str | None:
+def log_model(
+    model, registered_model: str | None, reader_model: str | None = None, digit_score=None
+) -> str | None:
     """Log the Keras model with its signature (and summary) and register it; returns the new version.
+    A `digit_score` (src/reading/digit_score.py) goes into the model's metadata.
 
     With `reader_model`, the reading model around it (`src.reading.reader_model`: pictures in, numbers out) is
     logged too and registered under that name, tagged with the classifier version it wraps."""
@@ -52,8 +55,13 @@ def log_model(model, registered_model: str | None, reader_model: str | None = No
         f"numpy=={np.__version__}",
         f"mlflow=={mlflow.__version__}",
     ]
+    metadata = {"digit_score": digit_score.to_metadata()} if digit_score is not None else None
     info = mlflow.keras.log_model(
-        model, name=MODEL_ARTIFACT, signature=model_signature(), pip_requirements=requirements
+        model,
+        name=MODEL_ARTIFACT,
+        signature=model_signature(),
+        pip_requirements=requirements,
+        metadata=metadata,
     )
     if not registered_model:
         return None
@@ -64,7 +72,7 @@ def log_model(model, registered_model: str | None, reader_model: str | None = No
         from src.reading.reader_model import log_reader
 
         reader = log_reader(
-            model, [*requirements, f"pillow=={PIL.__version__}", f"scipy=={scipy.__version__}"]
+            model, [*requirements, f"pillow=={PIL.__version__}", f"scipy=={scipy.__version__}"], digit_score
         )
         wraps = {"classifier": f"{registered_model}/{version}", "classifier_version": version}
         registered = retry_races(mlflow.register_model, reader.model_uri, reader_model, tags=wraps)
@@ -167,14 +175,15 @@ def follow_champion(reader_model: str, registered_model: str, champion: str) -> 
         retry_races(mlflow.MlflowClient().set_registered_model_alias, reader_model, CHAMPION, reader)
 
 
-def register(model, tracking: DictConfig, promote: bool = True) -> str | None:
-    """Log the trained model in the active run, register it (and its reading model) as configured, and
-    with `promote`, offer it the champion alias; the time it took is logged as logging_time_s."""
+def register(model, tracking: DictConfig, promote: bool = True, digit_score=None) -> str | None:
+    """Log the trained model (with its digit score) in the active run, register it (and its reading
+    model) as configured, and with `promote`, offer it the champion alias; the time it took is logged
+    as logging_time_s."""
     from src.tracking.runs import log_logging_time
 
     start = time.perf_counter()
     reader = tracking.get("reader_model")
-    version = log_model(model, tracking.registered_model, reader)
+    version = log_model(model, tracking.registered_model, reader, digit_score)
     if version and promote:
         promote_champion(
             tracking.registered_model, **tracking.champion, candidates=[version], reader_model=reader
@@ -187,8 +196,14 @@ def load_classifier(uri: str, tracking_uri: str | None = None):
     """The Keras classifier at an MLflow model URI (models:/name@alias, models:/name/3, runs:/id/model),
     from the store `tracking_uri` names (null: MLFLOW_TRACKING_URI, else ./mlruns); UserError in one
     line when the URI names no classifier or the server refuses."""
+    return load_reading_classifier(uri, tracking_uri)[0]
+
+
+def load_reading_classifier(uri: str, tracking_uri: str | None = None):
+    """`load_classifier`, with the digit score kept in the model's metadata (None: it has none)."""
     import mlflow
 
+    from src.reading.digit_score import DigitScore
     from src.tracking import access, resolve_uri
 
     store = resolve_uri(tracking_uri)
@@ -197,13 +212,13 @@ def load_classifier(uri: str, tracking_uri: str | None = None):
     access.check_login(store)  # before the model's loading imports TensorFlow
     try:
         # what the URI names, before the seconds that loading Keras takes: a wrong URI fails fast
-        flavors = mlflow.models.get_model_info(uri).flavors
-        if "keras" not in flavors:
+        info = mlflow.models.get_model_info(uri)
+        if "keras" not in info.flavors:
             raise UserError(
-                f"model: {uri} is not a Keras classifier (its flavors: {', '.join(flavors)}): give a "
+                f"model: {uri} is not a Keras classifier (its flavors: {', '.join(info.flavors)}): give a "
                 "classifier, e.g. models:/handwritten-digits@champion (reading models are for serving)"
             )
-        return mlflow.keras.load_model(uri)
+        return mlflow.keras.load_model(uri), DigitScore.from_metadata(info.metadata)
     except UserError:
         raise
     except Exception as e:  # MlflowException, OSError, ...: all say "this URI does not give a model"

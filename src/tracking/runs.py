@@ -218,6 +218,15 @@ def log_evaluation(
         plots.plt.close(figure)
 
 
+def log_digit_score(score) -> None:
+    """What the digit score (src/reading/digit_score.py) was fitted on and the share of validation digits
+    its threshold keeps (nothing: the run fitted none)."""
+    if score is None:
+        return
+    mlflow.log_metrics({"digit_score_threshold": score.threshold, "digit_score_val_kept": score.kept})
+    mlflow.log_dict(score.fitted_on, "digit_score_fitted_on.json")
+
+
 def log_calibration(temperature: float, validation: Evaluation, test: Evaluation) -> None:
     """The fitted temperature, the 15-bin expected calibration error of validation and test before and
     after it (`val_ece_before`, `val_ece`, ...) and reliability_diagram.png."""

@@ -1,0 +1,80 @@
+"""The digit score: a crop that does not look like a digit is not read as sure, and the classifier's
+output stays 10 probabilities."""
+
+import numpy as np
+import pytest
+
+from src.data import SAMPLE_PATH
+from src.reading import segmentation
+from src.reading.digit_score import DigitScore
+from src.reading.reader import Reader
+
+SAMPLE = np.load(SAMPLE_PATH)
+
+
+def _crops(p, scores):
+    image = np.zeros((28, 28), np.uint8)
+    return [segmentation.DigitCrop(image, (i, 0, i + 1, 1), p[i], s) for i, s in enumerate(scores)]
+
+
+def test_a_confident_crop_that_does_not_look_like_a_digit_is_unsure():
+    reader = Reader()
+    reader.digit_threshold = 0.5
+    p = np.full((3, 10), 0.001)
+    p[0, 3], p[1, 1], p[2, 7] = 0.991, 0.991, 0.991
+    reading = reader.read(_crops(p, [0.9, 0.2, 0.7]))
+    assert reading.number == "317" and reading.text == "3?7" and not reading.sure
+    assert [d.looks_like_digit for d in reading.digits] == [True, False, True]
+    assert reading.digits[1].probability > 0.99 and reading.digits[1].digit_score == pytest.approx(0.2)
+    assert reading.message == "may not be a digit: digit 2"
+    reading = reader.read(_crops(p, [0.9, 0.8, 0.7]))
+    assert reading.text == "317" and reading.sure and reading.message == ""
+
+
+def test_the_digit_score_round_trips_through_model_metadata():
+    score = DigitScore([0.5, -1.25, 2.0], 0.1, 0.3, 0.98, {"digits": 3})
+    kept = score.to_metadata()
+    assert isinstance(kept["weights"], str)  # a few thousand weights stay one short string
+    again = DigitScore.from_metadata({"digit_score": kept})
+    assert again == score  # these weights are exact in float32
+    features = np.array([[1.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
+    assert np.allclose(again.score(features), 1 / (1 + np.exp(-np.array([0.6, -4.9]))))
+    assert DigitScore.from_metadata(None) is None and DigitScore.from_metadata({"other": 1}) is None
+
+
+@pytest.mark.slow
+def test_scribbles_and_smudges_read_sure_less_often_and_digits_still_do(digit_model):
+    """The registered model carries its digit score; on non-digits generated with another seed than the
+    ones it was fitted on, fewer read sure than by the probabilities alone, and most test digits still
+    look like digits."""
+    import mlflow
+
+    from src.apps.classifier import Classifier
+    from src.data.pictures import non_digits
+
+    mlflow.set_tracking_uri(digit_model["uri"])
+    metadata = mlflow.models.get_model_info(digit_model["model"]).metadata
+    assert set(metadata["digit_score"]) >= {"weights", "bias", "threshold", "kept", "fitted_on"}
+    classifier = Classifier(digit_model["model"], digit_model["uri"])
+    assert classifier.digit_score is not None
+    assert classifier.probabilities(SAMPLE["x_test"][:5]).shape == (5, 10)  # the output is unchanged
+
+    others = non_digits(np.random.default_rng(2024), scribbles=200, smudges=100)
+    crops = np.stack(
+        [
+            c.image
+            for kind in ("scribbles", "smudges")
+            for g in others[kind]
+            for c in segmentation.digit_crops(g)
+        ]
+    )
+    p, scores = classifier.classify(crops)
+    confident = p.max(axis=1) >= classifier.sure
+    threshold = classifier.digit_threshold
+    sure = confident & (scores >= threshold)
+    assert confident.mean() >= 0.1, confident.mean()  # the probabilities alone are sure of many of them
+    assert sure.mean() <= 0.7 * confident.mean(), (sure.mean(), confident.mean())
+
+    digits = SAMPLE["x_test"][:300]
+    _, scores = classifier.classify(digits)
+    assert (scores >= threshold).mean() >= 0.9, (scores >= threshold).mean()
