@@ -192,3 +192,25 @@ def test_an_unsure_digit_shows_as_a_question_mark_with_its_alternatives():
     assert [t["digit"] for t in reading.digits[1].top[:2]] == [1, 7]
     p[1, 1] = 0.95
     assert reader.read(crops).text == "317" and reader.read(crops).sure
+
+
+def test_a_photo_with_a_shadow_and_faint_ink_is_read_as_dark_ink_on_paper():
+    """Paper from dim (70-130) to bright across the picture, low-contrast ink, a ruled line, noise: the
+    border is darker than 128, which the old rule read as light ink on dark paper."""
+    from src.data.pictures import compose_number, photo_of_paper
+
+    x, rng = SAMPLE["x_test"], np.random.default_rng(5)
+    found = []
+    for _ in range(10):
+        gray = photo_of_paper(compose_number([x[i] for i in rng.choice(len(x), 4, replace=False)], rng), rng)
+        assert segmentation.dark_ink(gray)
+        found.append(len(segmentation.digit_crops(gray)))
+    assert sum(n == 4 for n in found) >= 9, found
+    # a shadow the old rule could not see through: the border's median under 128
+    gray = photo_of_paper(compose_number([x[0], x[1], x[2]], rng), rng)
+    shadow = np.linspace(0.45, 1.0, gray.shape[1])[None, :]
+    assert np.median(np.concatenate([(gray * shadow)[0], (gray * shadow)[-1]])) < 128
+    assert segmentation.dark_ink(gray * shadow) and len(segmentation.digit_crops(gray * shadow)) == 3
+    # and light ink on dark paper, shadowed too, is still light ink
+    assert not segmentation.dark_ink((255 - gray) * shadow)
+    assert len(segmentation.digit_crops((255 - gray) * shadow)) == 3

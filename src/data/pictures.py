@@ -107,3 +107,24 @@ def bad_pictures(rng: np.random.Generator) -> dict[str, bytes]:
     ImageDraw.Draw(clear).line([(280, 60), (300, 240)], fill=(0, 0, 0, 255), width=16)
     found["transparent PNG"] = encoded(clear)
     return found
+
+
+def photo_of_paper(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A clean picture (0 ink .. 255 paper) as a phone photo or a scan of paper gives it: uneven light
+    (paper from dim to bright across the picture), ink of low contrast, a faint ruled line under the
+    writing, sensor noise and specks."""
+    height, width = gray.shape
+    ink = (255.0 - gray) / 255.0  # 0 paper .. 1 ink
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height) / 2 + 0.5  # 0 .. 1 across
+    dim, bright = rng.uniform(70, 130), rng.uniform(200, 250)  # a shadow over part of the page
+    paper = dim + (bright - dim) * ramp
+    darkness = rng.uniform(0.35, 0.65)  # how much darker than the paper the ink is
+    picture = paper * (1 - darkness * ink)
+    line = int(rng.integers(int(0.8 * height), height - 2))  # a ruled line, fainter than the ink
+    picture[line : line + 2] *= 1 - 0.25 * darkness
+    picture += rng.normal(0, 6, picture.shape)
+    specks = rng.integers(0, (height, width), (int(rng.integers(5, 20)), 2))
+    picture[specks[:, 0], specks[:, 1]] *= 0.5
+    return np.clip(picture, 0, 255).astype(np.float32)

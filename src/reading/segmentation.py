@@ -100,12 +100,46 @@ def decode(data: bytes, name: str = "image") -> np.ndarray:
 def ink(gray: np.ndarray) -> np.ndarray:
     """White-on-black ink intensity (0-255), whichever polarity the picture had.
 
-    The paper is the colour of the border; on bright paper the picture is inverted.
+    The paper's brightness is taken place by place (`paper`), so a shadow over part of a photo is not
+    read as ink, and which side is ink is told by `dark_ink`.
     """
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    paper = float(np.median(border))
-    strokes = gray - paper if paper < 128 else paper - gray
+    bright = dark_ink(gray)
+    strokes = paper(gray, bright) - gray if bright else gray - paper(gray, bright)
     return np.clip(strokes, 0, 255)
+
+
+def dark_ink(gray: np.ndarray) -> bool:
+    """Dark ink on light paper (else light on dark): which way the picture departs further from its
+    local median (the paper, ink being the smaller part of any large window); where both are close, as
+    before photos were read, by the colour of the border."""
+    from PIL import Image
+    from scipy import ndimage
+
+    border = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+    if gray.size == 0 or min(gray.shape) < 8:
+        return border >= 128
+    step = max(1, min(gray.shape) // 48)  # the median over a small copy: a window of about 1/6 of the side
+    small = np.asarray(
+        Image.fromarray(np.asarray(gray, np.float32), mode="F").resize(
+            (max(1, gray.shape[1] // step), max(1, gray.shape[0] // step))
+        )
+    )
+    background = ndimage.median_filter(small, size=9, mode="nearest")
+    residual = small - background
+    darker, lighter = -float(np.percentile(residual, 0.5)), float(np.percentile(residual, 99.5))
+    if abs(darker - lighter) <= 0.2 * max(darker, lighter, 1.0):
+        return border >= 128
+    return darker > lighter
+
+
+def paper(gray: np.ndarray, bright: bool) -> np.ndarray:
+    """The paper's brightness at every pixel, strokes taken away: a grey closing (opening, for light ink
+    on dark paper) over a window a third of the picture's shorter side, wider than any stroke."""
+    from scipy import ndimage
+
+    size = max(15, min(gray.shape) // 3)
+    close = ndimage.grey_closing if bright else ndimage.grey_opening
+    return close(gray, size=(size, size), mode="nearest")
 
 
 @dataclass
