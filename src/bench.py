@@ -675,6 +675,7 @@ TARGETS = [
     ("reading_spaced_digits_right", ">=", 0.99, "reading: digits right in spaced 5-digit numbers"),
     ("reading_spaced_exact", ">=", 0.95, "reading: spaced 5-digit numbers read exactly"),
     ("reading_touching_exact", ">=", 0.90, "reading: touching pairs read exactly"),
+    ("reading_photo_exact", ">=", 0.90, "reading: spaced numbers on a photo of paper read exactly"),
     ("reading_slowest_picture_s", "<=", 2.0, "reading: the slowest picture (s)"),
     ("reading_bad_input_worst_s", "<=", 2.0, "reading: the slowest bad input (s)"),
     ("reading_sure_digits_wrong", "<=", 0.01, "reading: sure digits that are wrong"),
