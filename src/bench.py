@@ -324,6 +324,93 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
     return result
 
 
+CHROMIUM = "/usr/bin/chromium"
+
+
+def drawn_numbers(model_uri: str, store: str, count: int) -> dict:
+    """Numbers of 3 to 5 digits drawn as mouse strokes on the drawing page (`src.draw`, a real server) in
+    headless Chromium (src/data/strokes.py: hand-made shapes at random sizes, slants and spacing): the
+    page's own answer after the last stroke, per number."""
+    import socket
+    import urllib.request
+
+    from src.data.strokes import number_strokes
+
+    if not Path(CHROMIUM).exists():
+        return {"reading_drawn": f"not measured: no Chromium at {CHROMIUM} (make install)"}
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "src.draw", f"model={model_uri}", f"port={port}"],
+        cwd=ROOT,
+        env={**os.environ, "MLFLOW_TRACKING_URI": store},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rng = np.random.default_rng(0)
+    exact = right = total = sure = sure_wrong = 0
+    try:
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError("the drawing page did not start") from None
+                time.sleep(0.5)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+            )
+            page = browser.new_page(viewport={"width": 1000, "height": 800})
+            sent: list = []  # the page's requests to read its drawing, and the answers by request
+            answered: dict = {}
+            page.on("request", lambda r: sent.append(r) if r.url.endswith("/predict") else None)
+            page.on(
+                "response", lambda r: answered.update({r.request: r}) if r.url.endswith("/predict") else None
+            )
+            page.goto(f"http://127.0.0.1:{port}")
+            pad = page.locator("#pad").bounding_box()
+            assert pad is not None
+            sx, sy = pad["width"] / 840, pad["height"] / 320
+            for _ in range(count):
+                digits = [int(d) for d in rng.integers(0, 10, int(rng.integers(3, 6)))]
+                page.click("#clear")
+                strokes = number_strokes(digits, rng)
+                before = len(sent)
+                for points in strokes:
+                    page.mouse.move(pad["x"] + points[0][0] * sx, pad["y"] + points[0][1] * sy)
+                    page.mouse.down()
+                    for x, y in points[1:]:
+                        page.mouse.move(pad["x"] + x * sx, pad["y"] + y * sy, steps=2)
+                    page.mouse.up()
+                # the page reads after every stroke and shows the answer to the last one
+                while len(sent) < before + len(strokes) or sent[-1] not in answered:
+                    page.wait_for_timeout(10)
+                reading = answered[sent[-1]].json()
+                truth = "".join(map(str, digits))
+                exact += reading["number"] == truth
+                if len(reading["number"]) == len(truth):
+                    right += sum(a == b for a, b in zip(reading["number"], truth, strict=True))
+                total += len(truth)
+                sure += bool(reading["sure"])
+                sure_wrong += bool(reading["sure"]) and reading["number"] != truth
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait()
+    return {
+        "reading_drawn_numbers": count,
+        "reading_drawn_exact": exact / count,
+        "reading_drawn_digits_right": right / total,
+        "reading_drawn_sure": sure / count,
+        "reading_drawn_sure_wrong": sure_wrong / max(sure, 1),
+    }
+
+
 def bad_input(classifier, rng: np.random.Generator) -> dict:
     """Each bad picture read from its file as src.predict reads it (an answer or a one-line refusal): how
     long the worst took and what each gave."""
@@ -620,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     r.update(
         reading(f"runs:/{reader}/model", store, digits["x_test"], digits["y_test"], 100 if quick else 300)
     )
+    step("reading: numbers drawn with the mouse on the drawing page (headless Chromium)")
+    r.update(drawn_numbers(f"runs:/{reader}/model", store, 20 if quick else 100))
 
     if full_data and not quick:
         step("the default study against the data: 6k, 15k, 30k, 60k training digits")
@@ -676,6 +765,7 @@ TARGETS = [
     ("reading_spaced_exact", ">=", 0.95, "reading: spaced 5-digit numbers read exactly"),
     ("reading_touching_exact", ">=", 0.90, "reading: touching pairs read exactly"),
     ("reading_photo_exact", ">=", 0.90, "reading: spaced numbers on a photo of paper read exactly"),
+    ("reading_drawn_exact", ">=", 0.90, "reading: numbers drawn with the mouse read exactly"),
     ("reading_slowest_picture_s", "<=", 2.0, "reading: the slowest picture (s)"),
     ("reading_bad_input_worst_s", "<=", 2.0, "reading: the slowest bad input (s)"),
     ("reading_sure_digits_wrong", "<=", 0.01, "reading: sure digits that are wrong"),

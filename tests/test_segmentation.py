@@ -214,3 +214,23 @@ def test_a_photo_with_a_shadow_and_faint_ink_is_read_as_dark_ink_on_paper():
     # and light ink on dark paper, shadowed too, is still light ink
     assert not segmentation.dark_ink((255 - gray) * shadow)
     assert len(segmentation.digit_crops((255 - gray) * shadow)) == 3
+
+
+def test_numbers_drawn_as_strokes_fit_the_canvas_and_come_apart_into_their_digits():
+    """The drawing page's benchmark draws these with the mouse: they must fit the 840x320 canvas, and
+    most must be as many blobs as digits (some nearly touch, on purpose)."""
+    from PIL import ImageDraw
+
+    from src.data.strokes import number_strokes
+
+    rng, counts = np.random.default_rng(0), []
+    for _ in range(30):
+        digits = [int(d) for d in rng.integers(0, 10, 5)]
+        strokes = number_strokes(digits, rng)
+        points = np.concatenate([np.asarray(s) for s in strokes])
+        assert points.min() >= -5 and points[:, 0].max() <= 845 and points[:, 1].max() <= 325
+        canvas = Image.new("L", (840, 320), 255)
+        for stroke in strokes:
+            ImageDraw.Draw(canvas).line(stroke, fill=0, width=14, joint="curve")
+        counts.append(len(segmentation.digit_crops(np.asarray(canvas, np.float32))) == len(digits))
+    assert 0.6 <= np.mean(counts) < 1.0, np.mean(counts)
