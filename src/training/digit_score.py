@@ -20,20 +20,29 @@ from src.reading.digit_score import DigitScore, reading_network
 log = logging.getLogger(__name__)
 
 
-def reader_crops(gray: np.ndarray) -> list[np.ndarray]:
-    """The 28x28 crops a reader makes of a picture's blobs (no recognition)."""
-    from src.reading.segmentation import digit_crops
+def reader_crops(strokes: np.ndarray) -> list[np.ndarray]:
+    """The 28x28 crops a reader makes of the blobs of white-on-black strokes (no recognition)."""
+    from src.reading.segmentation import blobs, mnist_style
 
-    return [crop.image for crop in digit_crops(gray)]
+    crops = []
+    for blob in blobs(strokes):
+        left, top, right, bottom = blob.box
+        crops.append(mnist_style(np.where(blob.mask, strokes[top:bottom, left:right], 0)))
+    return crops
+
+
+def drawn(digit: np.ndarray, rng: np.random.Generator, height: int | None = None) -> np.ndarray:
+    """An MNIST digit drawn on paper (as strokes: 0 paper .. 255 ink) at a random height."""
+    from src.data.pictures import compose_number
+
+    return 255.0 - compose_number([digit], rng, height=height or int(rng.integers(30, 90)))
 
 
 def digits_as_read(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """MNIST digits drawn on paper at a random height and cut out again, as a reader sees them."""
-    from src.data.pictures import compose_number
-
     crops = []
     for digit in x:
-        found = reader_crops(compose_number([digit], rng, height=int(rng.integers(30, 90))))
+        found = reader_crops(drawn(digit, rng))
         if found:
             crops.append(found[0])
     return np.stack(crops)
@@ -41,12 +50,11 @@ def digits_as_read(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def fragments(x: np.ndarray, rng: np.random.Generator, limit: int) -> list[np.ndarray]:
     """Pieces of digits between two of the cuts the segmentation offers (never the whole digit)."""
-    from src.data.pictures import compose_number
     from src.reading import segmentation
 
     pieces: list[np.ndarray] = []
     for digit in x:
-        strokes = segmentation.ink(compose_number([digit], rng))
+        strokes = drawn(digit, rng, height=60)
         for blob in segmentation.blobs(strokes):
             edges, found = segmentation.blob_pieces(strokes, blob)
             pieces += [piece[0] for key, piece in found.items() if key != (0, len(edges) - 1)]
@@ -62,7 +70,7 @@ def non_digit_crops(x: np.ndarray, rng: np.random.Generator, count: int) -> dict
 
     pictures = non_digits(rng, scribbles=count // 4, smudges=count // 4)
     found = {
-        kind: [crop for gray in pictures[kind] for crop in reader_crops(gray)]
+        kind: [crop for gray in pictures[kind] for crop in reader_crops(255.0 - gray)]
         for kind in ("scribbles", "smudges")
     }
     found["pieces of digits"] = fragments(x, rng, count // 2)
