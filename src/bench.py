@@ -268,6 +268,8 @@ READING_SETS: dict[str, dict[str, Any]] = {
     "touching": {"digits": 2, "gaps": (-0.1, 0.0), "stretch": (1.0, 1.0)},
     # the spaced kind photographed: uneven light, faint ink, a ruled line, noise (pictures.photo_of_paper)
     "photo": {"digits": 5, "gaps": (0.2, 1.0), "stretch": (1.0, 1.0), "photo": True},
+    # the spaced kind written with a fine pen in a large picture (pictures.fine_pen)
+    "fine_pen": {"digits": 5, "gaps": (0.2, 1.0), "stretch": (1.0, 1.0), "fine_pen": True},
 }
 
 
@@ -275,7 +277,7 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
     """Numbers composed from MNIST test digits (never trained on), read by the model as src.predict
     reads a picture: exact numbers per set, digits right in the spaced set, the slowest picture."""
     from src.apps.classifier import Classifier
-    from src.data.pictures import compose_number, photo_of_paper
+    from src.data.pictures import compose_number, fine_pen, photo_of_paper
     from src.reading import segmentation
 
     classifier = Classifier(model_uri, store)
@@ -284,13 +286,21 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
     slowest = 0.0
     for name, spec in READING_SETS.items():
         exact = right = total = 0
-        # the photo set draws from its own generator: the sets before it and the non-digits stay as they were
-        draw = np.random.default_rng(3) if spec.get("photo") else rng
+        # the photo and fine-pen sets draw from their own generators: the sets before them and the
+        # non-digits stay as they were
+        own = {"photo": 3, "fine_pen": 4}.get(name)
+        draw = np.random.default_rng(own) if own else rng
         for _ in range(count):
             chosen = draw.choice(len(x), spec["digits"], replace=False)
-            gray = compose_number([x[i] for i in chosen], draw, gaps=spec["gaps"], stretch=spec["stretch"])
+            if spec.get("fine_pen"):
+                gray = fine_pen([x[i] for i in chosen], draw)
+            else:
+                gray = compose_number(
+                    [x[i] for i in chosen], draw, gaps=spec["gaps"], stretch=spec["stretch"]
+                )
             if spec.get("photo"):
                 gray = photo_of_paper(gray, draw)
+            gray = segmentation.at_work_size(gray)  # as a picture read from its file is
             start = time.perf_counter()
             crops = segmentation.read_line(gray, classifier.classify)
             slowest = max(slowest, time.perf_counter() - start)
@@ -301,7 +311,7 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
                 right += sum(a == b for a, b in zip(read, truth, strict=True))
             total += len(truth)
         result[f"reading_{name}_exact"] = exact / count
-        if name in ("spaced", "photo"):
+        if name in ("spaced", "photo", "fine_pen"):
             result[f"reading_{name}_digits_right"] = right / total
     result["reading_slowest_picture_s"] = slowest
     # doubt: how often a single test digit reads sure, how often a sure one is wrong, and how often a
@@ -765,6 +775,7 @@ TARGETS = [
     ("reading_spaced_exact", ">=", 0.95, "reading: spaced 5-digit numbers read exactly"),
     ("reading_touching_exact", ">=", 0.90, "reading: touching pairs read exactly"),
     ("reading_photo_exact", ">=", 0.90, "reading: spaced numbers on a photo of paper read exactly"),
+    ("reading_fine_pen_exact", ">=", 0.90, "reading: spaced numbers in a fine pen read exactly"),
     ("reading_drawn_exact", ">=", 0.90, "reading: numbers drawn with the mouse read exactly"),
     ("reading_slowest_picture_s", "<=", 2.0, "reading: the slowest picture (s)"),
     ("reading_bad_input_worst_s", "<=", 2.0, "reading: the slowest bad input (s)"),

@@ -234,3 +234,33 @@ def test_numbers_drawn_as_strokes_fit_the_canvas_and_come_apart_into_their_digit
             ImageDraw.Draw(canvas).line(stroke, fill=0, width=14, joint="curve")
         counts.append(len(segmentation.digit_crops(np.asarray(canvas, np.float32))) == len(digits))
     assert 0.6 <= np.mean(counts) < 1.0, np.mean(counts)
+
+
+def test_a_fine_pen_in_a_large_picture_comes_apart_into_its_digits_with_mnist_thick_strokes():
+    """Strokes 1.5 to 3 pixels wide once the picture is at its working size: the faint line's pieces are
+    bridged into digits, and each crop's strokes are widened toward MNIST's; dots stay dots."""
+    from PIL import ImageDraw
+
+    from src.data.pictures import fine_pen
+
+    x, rng = SAMPLE["x_test"], np.random.default_rng(8)
+    right = []
+    for _ in range(12):
+        gray = segmentation.at_work_size(fine_pen([x[i] for i in rng.choice(len(x), 4, replace=False)], rng))
+        assert max(gray.shape) <= segmentation.WORK_SIZE
+        crops = segmentation.digit_crops(gray)
+        right.append(len(crops) == 4)
+        for crop in crops:  # MNIST's strokes are about 2 to 3 pixels wide in its 20-pixel box
+            assert segmentation.stroke_width(crop.image > 60) >= 1.5
+    assert np.mean(right) >= 0.75, right
+    dots = Image.new("L", (800, 400), 255)
+    for px, py in rng.integers(10, (790, 390), (300, 2)):
+        ImageDraw.Draw(dots).ellipse((int(px), int(py), int(px) + 4, int(py) + 4), fill=0)
+    assert len(segmentation.blobs(segmentation.ink(np.asarray(dots, np.float32)))) > segmentation.MAX_MARKS
+
+
+def test_stroke_width_measures_lines():
+    for width in (1, 2, 3, 6):
+        line = np.zeros((50, 200), bool)
+        line[20 : 20 + width, 10:190] = True
+        assert segmentation.stroke_width(line) == pytest.approx(width, rel=0.1)
