@@ -31,9 +31,10 @@ def pytest_report_header(config) -> str:
     return f"HOME for the tests: {HOME} (new and empty, removed afterwards)"
 
 
-# Tiny, offline settings for runs that only check plumbing. No reading model beside the classifier: it is
-# tested where it is the subject (digit_model, test_serve, the smoke sweep), and through a server with
-# logins its dozen requests cost as much as the classifier's.
+# Tiny, offline settings for runs that only check plumbing. No reading model beside the classifier and no
+# digit score: they are tested where they are the subject (digit_model, test_serve, test_digit_score, the
+# smoke sweep), and through a server with logins the reading model's dozen requests cost as much as the
+# classifier's.
 TINY = [
     "data=mnist_sample",
     "data.train_limit=256",
@@ -41,6 +42,7 @@ TINY = [
     "training.epochs=1",
     "training.verbose=0",
     "tracking.reader_model=null",
+    "training.digit_score.sample=0",
 ]
 
 
