@@ -441,7 +441,9 @@ def stroke_width(mask: np.ndarray) -> float:
     if not mask.any():
         return 0.0
     padded = np.pad(mask, 1)
-    outline = np.count_nonzero(padded[1:] != padded[:-1]) + np.count_nonzero(padded[:, 1:] != padded[:, :-1])
+    outline = int(np.count_nonzero(padded[1:] != padded[:-1])) + int(
+        np.count_nonzero(padded[:, 1:] != padded[:, :-1])
+    )
     return 2.0 * float(mask.sum()) / max(outline, 1)
 
 
