@@ -44,11 +44,13 @@ def train(
         from src.models import networks, precision
         from src.models.scoring import evaluate
         from src.training import routes
-        from src.training.digit_score import fit_digit_score
+        from src.training.digit_score import cut_in_background, fit_digit_score
 
         fit.set_seed(cfg.training)
         policy = precision.choose(cfg.training.precision, cfg.training.precision_probe)
         networks.set_precision(policy[0])
+        # after the precision probe, which it would disturb: cut while the model trains
+        crops = cut_in_background(digits, cfg.training.digit_score.sample, cfg.training.seed)
         log.info("data: %s %s from %s", digits.name, digits.sizes(), digits.source)
         network = networks.build_model(cfg, strict=cfg.strict)
         fallbacks = digits.fallbacks + network.fallbacks
@@ -68,7 +70,7 @@ def train(
             if temperature:
                 tracking.log_calibration(temperature, validation, test)
             log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
-            score = fit_digit_score(network.model, digits, **cfg.training.digit_score, seed=cfg.training.seed)
+            score = fit_digit_score(network.model, crops.result(), cfg.training.digit_score.keep)
             tracking.log_digit_score(score)
             # a sweep promotes at its end
             tracking.register(network.model, cfg.tracking, promote=not sweep, digit_score=score)

@@ -78,3 +78,26 @@ def test_scribbles_and_smudges_read_sure_less_often_and_digits_still_do(digit_mo
     digits = SAMPLE["x_test"][:300]
     _, scores = classifier.classify(digits)
     assert (scores >= threshold).mean() >= 0.9, (scores >= threshold).mean()
+
+
+def test_the_crops_cut_while_the_model_trains_are_the_seeds_own():
+    """The crops are cut in a thread during training: the same seed gives the same crops as a cut in
+    the foreground, another seed other crops, and sample=0 cuts none (and fits no score)."""
+    from src.data import mnist
+    from src.training.digit_score import cut_crops, cut_in_background, fit_digit_score
+
+    x, y = SAMPLE["x_train"], SAMPLE["y_train"]
+    digits = mnist.Digits("sample", "test", x[:200], y[:200], x[200:300], y[200:300], x[:0], y[:0])
+    background = cut_in_background(digits, 40, seed=3).result(timeout=60)
+    foreground = cut_crops(digits, 40, seed=3)
+    other = cut_crops(digits, 40, seed=4)
+    assert background is not None and foreground is not None and other is not None
+    assert background.digits.shape[1:] == (28, 28) and len(background.digits) >= 35
+    np.testing.assert_array_equal(background.digits, foreground.digits)
+    np.testing.assert_array_equal(background.validation, foreground.validation)
+    assert background.non_digits.keys() == foreground.non_digits.keys() >= {"scribbles", "smudges"}
+    for kind in background.non_digits:
+        np.testing.assert_array_equal(background.non_digits[kind], foreground.non_digits[kind])
+    assert not np.array_equal(other.digits, foreground.digits)
+    assert cut_crops(digits, 0, seed=3) is None
+    assert fit_digit_score(object(), None, keep=0.98) is None

@@ -197,7 +197,12 @@ def blobs(strokes: np.ndarray) -> list[Blob]:
         result.append(
             Blob(
                 (left, top, right, bottom),
-                np.isin(labels[top:bottom, left:right], list(indices)) & mask[top:bottom, left:right],
+                (
+                    labels[top:bottom, left:right] == next(iter(indices))
+                    if len(indices) == 1
+                    else np.isin(labels[top:bottom, left:right], list(indices))
+                )
+                & mask[top:bottom, left:right],
             )
         )
     return result
@@ -440,9 +445,12 @@ def stroke_width(mask: np.ndarray) -> float:
     length L has area wL and about 2L of outline)."""
     if not mask.any():
         return 0.0
-    padded = np.pad(mask, 1)
-    outline = int(np.count_nonzero(padded[1:] != padded[:-1])) + int(
-        np.count_nonzero(padded[:, 1:] != padded[:, :-1])
+    # changes between neighbours, plus the ink on the picture's four edges (its outline there)
+    outline = (
+        int(np.count_nonzero(mask[1:] != mask[:-1]))
+        + int(np.count_nonzero(mask[:, 1:] != mask[:, :-1]))
+        + int(np.count_nonzero(mask[0]) + np.count_nonzero(mask[-1]))
+        + int(np.count_nonzero(mask[:, 0]) + np.count_nonzero(mask[:, -1]))
     )
     return 2.0 * float(mask.sum()) / max(outline, 1)
 
