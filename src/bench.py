@@ -270,6 +270,8 @@ READING_SETS: dict[str, dict[str, Any]] = {
     "photo": {"digits": 5, "gaps": (0.2, 1.0), "stretch": (1.0, 1.0), "photo": True},
     # the spaced kind written with a fine pen in a large picture (pictures.fine_pen)
     "fine_pen": {"digits": 5, "gaps": (0.2, 1.0), "stretch": (1.0, 1.0), "fine_pen": True},
+    # the spaced kind slanted 14 to 24 degrees, either way (pictures.sheared)
+    "slanted": {"digits": 5, "gaps": (0.2, 1.0), "stretch": (1.0, 1.0), "slant": (0.25, 0.45)},
 }
 
 
@@ -277,7 +279,7 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
     """Numbers composed from MNIST test digits (never trained on), read by the model as src.predict
     reads a picture: exact numbers per set, digits right in the spaced set, the slowest picture."""
     from src.apps.classifier import Classifier
-    from src.data.pictures import compose_number, fine_pen, photo_of_paper
+    from src.data.pictures import compose_number, fine_pen, photo_of_paper, sheared
     from src.reading import segmentation
 
     classifier = Classifier(model_uri, store)
@@ -288,7 +290,7 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
         exact = right = total = 0
         # the photo and fine-pen sets draw from their own generators: the sets before them and the
         # non-digits stay as they were
-        own = {"photo": 3, "fine_pen": 4}.get(name)
+        own = {"photo": 3, "fine_pen": 4, "slanted": 5}.get(name)
         draw = np.random.default_rng(own) if own else rng
         for _ in range(count):
             chosen = draw.choice(len(x), spec["digits"], replace=False)
@@ -300,6 +302,8 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
                 )
             if spec.get("photo"):
                 gray = photo_of_paper(gray, draw)
+            if spec.get("slant"):
+                gray = sheared(gray, draw.uniform(*spec["slant"]) * draw.choice([-1, 1]))
             gray = segmentation.at_work_size(gray)  # as a picture read from its file is
             start = time.perf_counter()
             crops = segmentation.read_line(gray, classifier.classify)
@@ -311,7 +315,7 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
                 right += sum(a == b for a, b in zip(read, truth, strict=True))
             total += len(truth)
         result[f"reading_{name}_exact"] = exact / count
-        if name in ("spaced", "photo", "fine_pen"):
+        if name in ("spaced", "photo", "fine_pen", "slanted"):
             result[f"reading_{name}_digits_right"] = right / total
     result["reading_slowest_picture_s"] = slowest
     # doubt: how often a single test digit reads sure, how often a sure one is wrong, and how often a
@@ -776,6 +780,7 @@ TARGETS = [
     ("reading_touching_exact", ">=", 0.90, "reading: touching pairs read exactly"),
     ("reading_photo_exact", ">=", 0.90, "reading: spaced numbers on a photo of paper read exactly"),
     ("reading_fine_pen_exact", ">=", 0.90, "reading: spaced numbers in a fine pen read exactly"),
+    ("reading_slanted_exact", ">=", 0.90, "reading: spaced numbers slanted 14-24 degrees read exactly"),
     ("reading_drawn_exact", ">=", 0.90, "reading: numbers drawn with the mouse read exactly"),
     ("reading_slowest_picture_s", "<=", 2.0, "reading: the slowest picture (s)"),
     ("reading_bad_input_worst_s", "<=", 2.0, "reading: the slowest bad input (s)"),

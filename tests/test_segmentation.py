@@ -95,6 +95,43 @@ def test_the_shape_prior_knows_ones_are_narrow_and_zeros_round():
     assert (spreads > 0).all()
 
 
+def test_mnist_slant_is_what_the_offline_sample_gives():
+    slants = [segmentation.slant(digit.astype(np.float64)) for digit in SAMPLE["x_train"]]
+    assert abs(float(np.median(slants)) - segmentation.MNIST_SLANT) < 0.005
+
+
+def test_slanted_writing_is_sheared_to_mnists_slant_and_upright_writing_is_not():
+    from src.data.pictures import compose_number, sheared
+
+    x, rng = SAMPLE["x_test"], np.random.default_rng(5)
+    numbers = [compose_number([x[i] for i in range(j, j + 6)], rng) for j in range(0, 120, 6)]
+
+    def median_slant(strokes):
+        found = segmentation.blobs(strokes)
+        return np.median(
+            [
+                segmentation.slant(np.where(b.mask, strokes[b.box[1] : b.box[3], b.box[0] : b.box[2]], 0))
+                for b in found
+            ]
+        )
+
+    upright = [segmentation.ink(g) for g in numbers]
+    assert sum(segmentation.line_shear(s) is None for s in upright) >= 16
+    for lean in (0.5, -0.5):  # about 27 degrees to the right, to the left
+        shears = []
+        for gray in numbers[:10]:
+            strokes = segmentation.ink(sheared(gray, lean))
+            shear = segmentation.line_shear(strokes)
+            if shear is not None:
+                shears.append(shear)
+                assert np.sign(shear.by) == -np.sign(lean)
+                assert abs(median_slant(shear.apply(strokes)) - segmentation.MNIST_SLANT) < 0.15
+        assert len(shears) >= 7, (lean, len(shears))
+    # two digits touching: one blob wider than tall, which says nothing of the slant
+    pair = segmentation.ink(compose_number([x[0], x[1]], rng, gaps=(-0.1, -0.1)))
+    assert len(segmentation.blobs(pair)) == 1 and segmentation.line_shear(pair) is None
+
+
 def _classifier(digit_model):
     from src.apps.classifier import Classifier
 
@@ -138,6 +175,30 @@ def test_a_spaced_number_reads_digit_for_digit(digit_model):
         read,
         expected,
     )
+
+
+@pytest.mark.slow
+def test_a_slanted_number_reads_digit_for_digit_with_boxes_on_its_ink(digit_model):
+    from src.data.pictures import compose_number, sheared
+
+    classifier = _classifier(digit_model)
+    x, y = SAMPLE["x_test"], SAMPLE["y_test"]
+    upright = compose_number([x[i] for i in range(200, 212)], np.random.default_rng(2), gaps=(0.3, 1.0))
+    gray = sheared(upright, 0.4)
+    crops = segmentation.read_line(gray, classifier.classify)
+    read = "".join(str(int(np.argmax(c.probabilities))) for c in crops)
+    expected = "".join(map(str, y[200:212]))
+    assert len(read) == 12 and sum(a == b for a, b in zip(read, expected, strict=True)) >= 11, (
+        read,
+        expected,
+    )
+    # the boxes are in the picture as given (not the sheared-upright copy): together they hold its ink
+    strokes = segmentation.ink(gray)
+    covered = np.zeros(strokes.shape, bool)
+    for left, top, right, bottom in (c.box for c in crops):
+        assert 0 <= left < right <= gray.shape[1] and 0 <= top < bottom <= gray.shape[0]
+        covered[top:bottom, left:right] = True
+    assert strokes[covered].sum() >= 0.98 * strokes.sum()
 
 
 def test_strokes_of_one_digit_that_do_not_touch_stay_one_digit():

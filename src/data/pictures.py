@@ -142,3 +142,23 @@ def fine_pen(digits: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     middle = ink & (depth >= ndimage.maximum_filter(depth, size=3) - 0.5)  # the strokes' ridge
     core = ndimage.binary_dilation(middle, iterations=int(rng.integers(1, 3)))
     return np.where(core, 0.0, 255.0).astype(np.float32)
+
+
+def sheared(gray: np.ndarray, slant: float) -> np.ndarray:
+    """A picture (0 ink .. 255 paper) sheared as slanted writing is: each row moved right by `slant`
+    times its height above the bottom (slant 0.35 leans the writing about 19 degrees to the right;
+    negative, to the left). The picture widens to hold it."""
+    from PIL import Image
+
+    height, width = gray.shape
+    pad = int(np.ceil(abs(slant) * height))
+    # PIL maps each output pixel (x, y) to the input's (x - slant * (height - y) - offset, y)
+    offset = pad if slant < 0 else 0
+    image = Image.fromarray(np.asarray(gray, np.float32), mode="F").transform(
+        (width + pad, height),
+        Image.Transform.AFFINE,
+        (1.0, slant, -slant * height - offset, 0.0, 1.0, 0.0),
+        resample=Image.Resampling.BILINEAR,
+        fillcolor=255.0,
+    )
+    return np.asarray(image, np.float32)
