@@ -526,8 +526,12 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
+    began = time.perf_counter()
+    steps: dict[str, float] = {}  # each step's start, seconds into the bench
+
     def step(name: str) -> None:
-        print(f"[bench] {name} ...", flush=True)
+        steps[name] = time.perf_counter() - began
+        print(f"[bench {steps[name]:5.0f} s] {name} ...", flush=True)
 
     step("matrix-multiply peak")
     r["matmul_gflops_float32"] = matmul_peak(dtype="float32")
@@ -749,6 +753,12 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
         _, r["backbone_sweep_full_mnist_s"], _ = run_command(sweep_args, {"MLFLOW_TRACKING_URI": store})
 
+    # how long each step took: where the bench's own time goes
+    ends = [*list(steps.values())[1:], time.perf_counter() - began]
+    r["bench_s"] = round(ends[-1], 1)
+    r["bench_steps_s"] = {
+        name: round(end - start, 1) for (name, start), end in zip(steps.items(), ends, strict=True)
+    }
     write(r, Path(args.out))
     return 0
 
