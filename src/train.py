@@ -49,8 +49,6 @@ def train(
         fit.set_seed(cfg.training)
         policy = precision.choose(cfg.training.precision, cfg.training.precision_probe)
         networks.set_precision(policy[0])
-        # after the precision probe, which it would disturb: cut while the model trains
-        crops = cut_in_background(digits, cfg.training.digit_score.sample, cfg.training.seed)
         log.info("data: %s %s from %s", digits.name, digits.sizes(), digits.source)
         network = networks.build_model(cfg, strict=cfg.strict)
         fallbacks = digits.fallbacks + network.fallbacks
@@ -63,6 +61,9 @@ def train(
             tracking.log_setup(cfg, hydra_output_dir, network.model, digits, distribution, fallbacks, policy)
             route = routes.choose(cfg, network, digits)  # exact, or the top on cached or echoed features
             checkpoints = fit.checkpoint_dir(cfg, active.info.run_id) if cfg.training.checkpoints else None
+            # the digit score's crops are cut while the model trains: started here, not earlier, they would
+            # hold back the start-up's Python (the first step came 3 s later)
+            crops = cut_in_background(digits, cfg.training.digit_score.sample, cfg.training.seed)
             fit.fit_route(cfg, route, digits, checkpoints, sweep)
             validation, temperature = fit.score_training(cfg, network, route, digits)
             test = evaluate(route.trainee, route.inputs["test"], digits.y_test, "test")
