@@ -13,6 +13,8 @@ pytestmark = pytest.mark.slow
 COMMON = [
     "backbone=simple_cnn", "data=mnist_sample", "augmentation=none", "training.epochs=2",
     "data.train_limit=2000", "data.test_limit=500", "training.verbose=0",
+    # what is tested is the training across devices: no digit score, no reading model
+    "training.digit_score.sample=0", "tracking.reader_model=null",
 ]  # fmt: skip
 
 

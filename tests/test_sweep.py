@@ -11,11 +11,12 @@ from tests.conftest import new_store, run_cli, tracking_server, use_store
 # A sweep through another launcher: what is tested is where the jobs run and log, so its three jobs train
 # the small fast_baseline network on 128 digits (the smoke sweep's ImageNet backbones are tested above;
 # building and saving them took about half of every launcher test). The sweeps below register no reading
-# model (NO_READER): the smoke sweep above checks that a sweep's reading models follow its champion.
-NO_READER = "tracking.reader_model=null"
+# model and fit no digit score (NO_READER): the smoke sweep above checks that a sweep's reading models
+# follow its champion and carry their digit scores.
+NO_READER = ("tracking.reader_model=null", "training.digit_score.sample=0")
 LAUNCHED_SWEEP = [
     "-m", "+experiment=fast_baseline", "data=mnist_sample", "data.train_limit=128", "data.test_limit=64",
-    "training.epochs=1", "augmentation=none,rotation,rich", NO_READER,
+    "training.epochs=1", "augmentation=none,rotation,rich", *NO_READER,
 ]  # fmt: skip
 LAUNCHED = ("augmentation.name", ["none", "rich", "rotation"])
 BACKBONES = ("backbone.name", ["resnet50", "vgg16", "vgg19"])
@@ -68,6 +69,9 @@ def test_smoke_sweep_groups_and_compares_its_runs(smoke_sweep):
     champion = client.get_model_version_by_alias("handwritten-digits", "champion")
     reader = client.get_model_version_by_alias("handwritten-digits-reader", "champion")
     assert reader.tags["classifier"] == f"handwritten-digits/{champion.version}"  # the reader follows
+    # each job fitted its digit score; the champion's is in its model's metadata
+    metadata = mlflow.models.get_model_info(f"models:/handwritten-digits/{champion.version}").metadata
+    assert set(metadata["digit_score"]) >= {"weights", "bias", "threshold"}
     out = smoke_sweep["stdout"]
     assert "| run " in out and "val_accuracy" in out and "models:/handwritten-digits@champion" in out
     assert "best by validation accuracy: " in out
@@ -89,7 +93,7 @@ def test_a_failed_job_shows_in_the_comparison_and_stops_nothing(tmp_path):
     uri = new_store(tmp_path)
     result = run_cli(
         "src.train", "-m", "+experiment=smoke", "backbone=simple_cnn", "backbone.fine_tune=all,no_such_layer",
-        NO_READER, f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri},
+        *NO_READER, f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     use_store(uri)
@@ -125,7 +129,7 @@ def test_repeats_over_seeds_are_compared_by_mean_and_spread(tmp_path):
     result = run_cli(
         "src.train", "-m", "+experiment=fast_baseline", "data=mnist_sample", "data.train_limit=256",
         "data.test_limit=64", "training.epochs=1", "augmentation=none,rotation", "training.seed=1,2,3",
-        NO_READER, f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri},
+        *NO_READER, f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": uri},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     use_store(uri)
@@ -173,7 +177,7 @@ def _search(tmp_path, uri, name, *overrides):
     return run_cli(
         "src.train", "+experiment=[hparam_search,smoke]", "backbone=simple_cnn", "training.epochs=2",
         f"hydra.sweep.dir={tmp_path / name}", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
-        NO_READER, *overrides, env={"MLFLOW_TRACKING_URI": uri},
+        *NO_READER, *overrides, env={"MLFLOW_TRACKING_URI": uri},
     )  # fmt: skip
 
 
