@@ -168,13 +168,14 @@ def test_a_spaced_number_reads_digit_for_digit(digit_model):
     classifier = _classifier(digit_model)
     x, y = SAMPLE["x_test"], SAMPLE["y_test"]
     gray = compose_number([x[i] for i in range(200, 212)], np.random.default_rng(2), gaps=(0.2, 1.0))
-    crops = segmentation.read_line(gray, classifier.classify)
+    _reads_all_but_one(segmentation.read_line(gray, classifier.classify), y[200:212])
+
+
+def _reads_all_but_one(crops, digits):
     read = "".join(str(int(np.argmax(c.probabilities))) for c in crops)
-    expected = "".join(map(str, y[200:212]))
-    assert len(read) == 12 and sum(a == b for a, b in zip(read, expected, strict=True)) >= 11, (
-        read,
-        expected,
-    )
+    expected = "".join(map(str, digits))
+    assert len(read) == len(expected), (read, expected)
+    assert sum(a == b for a, b in zip(read, expected, strict=True)) >= len(expected) - 1, (read, expected)
 
 
 @pytest.mark.slow
@@ -184,14 +185,10 @@ def test_a_slanted_number_reads_digit_for_digit_with_boxes_on_its_ink(digit_mode
     classifier = _classifier(digit_model)
     x, y = SAMPLE["x_test"], SAMPLE["y_test"]
     upright = compose_number([x[i] for i in range(200, 212)], np.random.default_rng(2), gaps=(0.3, 1.0))
-    gray = sheared(upright, 0.4)
+    gray = sheared(upright, -0.4)  # leaning 22 degrees left
+    assert segmentation.line_shear(segmentation.ink(gray)) is not None  # read sheared upright
     crops = segmentation.read_line(gray, classifier.classify)
-    read = "".join(str(int(np.argmax(c.probabilities))) for c in crops)
-    expected = "".join(map(str, y[200:212]))
-    assert len(read) == 12 and sum(a == b for a, b in zip(read, expected, strict=True)) >= 11, (
-        read,
-        expected,
-    )
+    _reads_all_but_one(crops, y[200:212])
     # the boxes are in the picture as given (not the sheared-upright copy): together they hold its ink
     strokes = segmentation.ink(gray)
     covered = np.zeros(strokes.shape, bool)
@@ -325,3 +322,15 @@ def test_stroke_width_measures_lines():
         line = np.zeros((50, 200), bool)
         line[20 : 20 + width, 10:190] = True
         assert segmentation.stroke_width(line) == pytest.approx(width, rel=0.1)
+
+
+def test_varied_numbers_differ_in_size_pen_and_ink_and_still_come_apart():
+    from src.data.pictures import varied
+
+    x, rng = SAMPLE["x_test"], np.random.default_rng(6)
+    pictures = [varied([x[i] for i in range(j, j + 5)], rng) for j in range(0, 100, 5)]
+    heights = [g.shape[0] - 40 for g in pictures]  # the margins are 20 pixels
+    darkest = [float(g.min()) for g in pictures]
+    assert min(heights) < 60 < max(heights) and max(darkest) > 120 > min(darkest)
+    apart = [len(segmentation.blobs(segmentation.ink(g))) == 5 for g in pictures]
+    assert sum(apart) >= 16, apart

@@ -162,3 +162,25 @@ def sheared(gray: np.ndarray, slant: float) -> np.ndarray:
         fillcolor=255.0,
     )
     return np.asarray(image, np.float32)
+
+
+def varied(digits: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """A spaced number as different hands and pens write it: 30 to 150 pixels tall, each digit turned by
+    up to 15 degrees either way, the strokes thickened, thinned or left as they are (by about a fortieth
+    of the height on each side), and the ink anywhere from black to a faint 30% of the way to it."""
+    from PIL import Image
+    from scipy import ndimage
+
+    turned = [
+        np.asarray(Image.fromarray(d).rotate(rng.uniform(-15, 15), Image.Resampling.BILINEAR, expand=True))
+        for d in digits
+    ]
+    height = int(rng.integers(30, 151))
+    ink = 255.0 - compose_number(turned, rng, height=height)
+    size = 2 * max(1, round(height / 40)) + 1
+    pen = rng.choice(["thick", "thin", "as written"])
+    if pen == "thick":
+        ink = ndimage.grey_dilation(ink, size=(size, size))
+    elif pen == "thin":
+        ink = ndimage.grey_erosion(ink, size=(size, size))
+    return 255.0 - ink * rng.uniform(0.3, 1.0)
