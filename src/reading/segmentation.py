@@ -68,12 +68,12 @@ SHORT_COST = 6.0
 # from 0, 0.5, 1 and 2 on numbers composed from the validation split's digits (README, "Read digits").
 DIGIT_SCORE_WEIGHT = 2.0
 
-# Slanted writing. A blob's slant is how far its ink moves right per pixel down (the covariance of x and
-# y over the variance of y, y pointing down); MNIST's digits lean right with a median slant of -0.143
+# Slanted writing. A stroke's slant is how far its ink moves right per pixel down (the covariance of x
+# and y over the variance of y, y pointing down); MNIST's digits lean right with a median slant of -0.143
 # (about 8 degrees; tests/test_segmentation.py keeps this equal to what the offline sample gives). A line
-# whose blobs' median slant departs from MNIST's by more than SLANT_MIN (about 14 degrees) is sheared to
-# MNIST's before it is read (SLANT_MIN None: never). Only blobs no wider than tall (their lean taken off
-# their width) count: two touching digits in one blob have a slant of where they sit, not of how they
+# whose connected strokes' median slant departs from MNIST's by more than SLANT_MIN (about 14 degrees) is
+# sheared to MNIST's before it is read (SLANT_MIN None: never). Only strokes no wider than tall (their
+# lean taken off their width) count: two touching digits have a slant of where they sit, not of how they
 # lean. Chosen on numbers composed from MNIST test digits (README, "Read digits"): with 0.2 and every
 # blob counted, a third of the upright touching pairs were sheared, by mistake.
 MNIST_SLANT = -0.143
