@@ -161,6 +161,39 @@ def test_recognition_keeps_wide_digits_whole_and_takes_touching_pairs_apart(digi
     assert sum(c == 2 for c in counts) >= 0.5 * len(pairs), counts
 
 
+def _overlapping_pair(gray) -> bool:
+    """The picture's ink is two blobs that overlap left to right."""
+    found = segmentation.blobs(segmentation.ink(gray))
+    return len(found) == 2 and min(found[0].box[2], found[1].box[2]) > max(found[0].box[0], found[1].box[0])
+
+
+@pytest.mark.slow
+def test_a_digit_in_two_pieces_reads_as_one_and_two_close_digits_stay_two(digit_model, monkeypatch):
+    from src.data.pictures import compose_number, fine_pen
+
+    classifier = _classifier(digit_model)
+    x, rng = SAMPLE["x_test"], np.random.default_rng(3)
+    # single digits traced with a fine pen: some break into two blobs side by side (a 9's loop and tail)
+    broken = [g for g in (segmentation.at_work_size(fine_pen([x[i]], rng)) for i in range(300))]
+    broken = [g for g in broken if _overlapping_pair(g)]
+    assert len(broken) >= 10
+
+    def ones() -> int:
+        return sum(len(segmentation.read_line(g, classifier.classify)) == 1 for g in broken)
+
+    joined = ones()
+    monkeypatch.setattr(segmentation, "MERGE_COST", np.inf)  # never join: each blob a digit
+    apart = ones()
+    assert joined >= 0.6 * len(broken) and joined >= apart + 0.3 * len(broken), (joined, apart, len(broken))
+    monkeypatch.undo()
+    # two digits close enough to overlap left to right, their ink apart: still two digits
+    close = [compose_number([x[i], x[i + 1]], rng, gaps=(-0.15, -0.02)) for i in range(0, 200, 2)]
+    close = [g for g in close if _overlapping_pair(g)]
+    assert len(close) >= 20
+    counts = [len(segmentation.read_line(g, classifier.classify)) for g in close]
+    assert sum(c == 2 for c in counts) >= 0.9 * len(close), counts
+
+
 @pytest.mark.slow
 def test_a_spaced_number_reads_digit_for_digit(digit_model):
     from src.data.pictures import compose_number
