@@ -533,10 +533,15 @@ def main(argv: list[str] | None = None) -> int:
 
     began = time.perf_counter()
     steps: dict[str, float] = {}  # each step's start, seconds into the bench
+    # the machine's speed as each step starts (a one-second matrix product): a shared or throttled CPU
+    # can run a third slower later in the bench, and only rows measured at one speed compare
+    speeds: dict[str, float] = {}
 
     def step(name: str) -> None:
+        speeds[name] = round(matmul_peak(dtype="float32", seconds=1.0), 1)
         steps[name] = time.perf_counter() - began
-        print(f"[bench {steps[name]:5.0f} s] {name} ...", flush=True)
+        speed = f"matrix product {speeds[name]:.0f} GFLOP/s"
+        print(f"[bench {steps[name]:5.0f} s] {name} ({speed}) ...", flush=True)
 
     step("matrix-multiply peak")
     r["matmul_gflops_float32"] = matmul_peak(dtype="float32")
@@ -764,6 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     r["bench_steps_s"] = {
         name: round(end - start, 1) for (name, start), end in zip(steps.items(), ends, strict=True)
     }
+    r["bench_steps_gflops"] = speeds
     write(r, Path(args.out))
     return 0
 
