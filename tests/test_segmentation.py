@@ -1,10 +1,11 @@
 """The reading pipeline shared by predict and draw: decode, polarity, segmentation, MNIST-style crops."""
 
 import io
+import itertools
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from src import UserError
 from src.data import SAMPLE_PATH
@@ -170,6 +171,7 @@ def _overlapping_pair(gray) -> bool:
 @pytest.mark.slow
 def test_a_digit_in_two_pieces_reads_as_one_and_two_close_digits_stay_two(digit_model, monkeypatch):
     from src.data.pictures import compose_number, fine_pen
+    from src.data.strokes import number_strokes
 
     classifier = _classifier(digit_model)
     x, rng = SAMPLE["x_test"], np.random.default_rng(3)
@@ -192,6 +194,39 @@ def test_a_digit_in_two_pieces_reads_as_one_and_two_close_digits_stay_two(digit_
     assert len(close) >= 20
     counts = [len(segmentation.read_line(g, classifier.classify)) for g in close]
     assert sum(c == 2 for c in counts) >= 0.9 * len(close), counts
+    # numbers drawn with the mouse (the page's 18-pixel pen), slanted digits overlapping their neighbours
+    # left to right: each digit reads well alone, so none is joined to the next
+    drawn = []
+    for _ in range(30):
+        digits = [int(d) for d in rng.integers(0, 10, int(rng.integers(3, 6)))]
+        gray = _drawn(number_strokes(digits, rng))
+        found = segmentation.blobs(segmentation.ink(gray))
+        if any(a.box[2] > b.box[0] for a, b in itertools.pairwise(found)):
+            drawn.append(gray)
+    assert len(drawn) >= 8
+
+    def readings() -> list[str]:
+        return [
+            "".join(
+                str(int(np.argmax(c.probabilities))) for c in segmentation.read_line(g, classifier.classify)
+            )
+            for g in drawn
+        ]
+
+    joined = readings()
+    monkeypatch.setattr(segmentation, "MERGE_COST", np.inf)
+    assert joined == readings()
+
+
+def _drawn(strokes) -> np.ndarray:
+    """Mouse strokes as the drawing page draws them: black, 18 pixels wide, round, on an 840x320 canvas."""
+    canvas = Image.new("L", (840, 320), 255)
+    draw = ImageDraw.Draw(canvas)
+    for points in strokes:
+        draw.line([tuple(p) for p in points], fill=0, width=18, joint="curve")
+        for x, y in (points[0], points[-1]):
+            draw.ellipse((x - 9, y - 9, x + 9, y + 9), fill=0)
+    return np.asarray(canvas, np.float32)
 
 
 @pytest.mark.slow

@@ -68,10 +68,14 @@ SHORT_COST = 6.0
 # from 0, 0.5, 1 and 2 on numbers composed from the validation split's digits (README, "Read digits").
 DIGIT_SCORE_WEIGHT = 2.0
 # Two blobs that overlap left to right (a digit in two strokes, a broken line, or two digits close
-# together) are read as one digit where that reading scores MERGE_COST more than the two apart. Chosen on
-# numbers composed from the validation split's digits (README, "Read digits"): the right joins (broken
-# fine-pen digits) won by 5.5 to 22, the wrong ones (two digits close together) by at most 3.1.
+# together) are read as one where that reading scores MERGE_COST more than the two apart and one of them,
+# alone, reads poorly: its class's log-probability plus the digit score's term under WEAK. Chosen on
+# numbers composed from the validation split's digits and on mouse-drawn numbers of another draw than
+# the bench's (README, "Read digits"): the right joins (broken fine-pen digits) won by 5.5 to 22 with a
+# piece at -2.96 or less; the wrong ones (two digits close together) won by up to 6.25, every piece at
+# -0.61 or more.
 MERGE_COST = 4.0
+WEAK = -1.5
 
 # Slanted writing. A stroke's slant is how far its ink moves right per pixel down (the covariance of x
 # and y over the variance of y, y pointing down); MNIST's digits lean right with a median slant of -0.143
@@ -383,6 +387,10 @@ def read_line(gray: np.ndarray, classify, max_per_blob: int = MAX_PER_BLOB) -> l
     probabilities = np.asarray(probabilities, dtype=np.float64)
     means, spreads = shape_prior()
 
+    def alone(index: int) -> float:  # how well a piece reads as some digit, its shape aside
+        like = 0.0 if likeness is None else DIGIT_SCORE_WEIGHT * np.log(max(likeness[index], 1e-6))
+        return float(np.log(max(probabilities[index].max(), 1e-12)) + like)
+
     def best(plan: tuple) -> tuple[list, float]:
         blob, edges, pieces = plan
         split, value = _best_split(
@@ -404,7 +412,8 @@ def read_line(gray: np.ndarray, classify, max_per_blob: int = MAX_PER_BLOB) -> l
             apart -= sum(
                 SHORT_COST * max(0.0, SHORT - b.mask.shape[0] / tall) / SHORT for b in found[k : k + 2]
             )
-            if value > apart + MERGE_COST:
+            weakest = min(alone(piece[0]) for piece in (*chosen[k][0], *chosen[k + 1][0]))
+            if value > apart + MERGE_COST and weakest < WEAK:
                 use, k = together, k + 1
         for index, image, box, _, _ in use:
             digit_score = None if likeness is None else float(likeness[index])
