@@ -176,7 +176,7 @@ def test_a_digit_in_two_pieces_reads_as_one_and_two_close_digits_stay_two(digit_
     classifier = _classifier(digit_model)
     x, rng = SAMPLE["x_test"], np.random.default_rng(3)
     # single digits traced with a fine pen: some break into two blobs side by side (a 9's loop and tail)
-    broken = [g for g in (segmentation.at_work_size(fine_pen([x[i]], rng)) for i in range(300))]
+    broken = [segmentation.at_work_size(fine_pen([x[i]], rng)) for i in range(300)]
     broken = [g for g in broken if _overlapping_pair(g)]
     assert len(broken) >= 10
 
@@ -213,9 +213,9 @@ def test_a_digit_in_two_pieces_reads_as_one_and_two_close_digits_stay_two(digit_
             for g in drawn
         ]
 
-    joined = readings()
-    monkeypatch.setattr(segmentation, "MERGE_COST", np.inf)
-    assert joined == readings()
+    read = readings()
+    monkeypatch.setattr(segmentation, "MERGE_COST", np.inf)  # never join
+    assert read == readings()
 
 
 def _drawn(strokes) -> np.ndarray:

@@ -10,7 +10,9 @@ hold one to three digits is cut at candidate columns (ink minima), every piece i
 reading is the segmentation with the highest joint score: the classifier's log-probability of each
 piece, a prior on each piece's shape given its class (its width to height, as MNIST's digits of that
 class have it), and a cost for each cut by the strokes it crosses. A wide digit that reads confidently
-stays whole; two touching digits come apart.
+stays whole; two touching digits come apart. Two blobs side by side that overlap left to right (a digit
+in two strokes, a broken line) are also read as one, and joined where that reads clearly better and one
+of them reads poorly alone.
 """
 
 from __future__ import annotations
