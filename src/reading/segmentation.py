@@ -70,14 +70,18 @@ SHORT_COST = 6.0
 # from 0, 0.5, 1 and 2 on numbers composed from the validation split's digits (README, "Read digits").
 DIGIT_SCORE_WEIGHT = 2.0
 # Two blobs that overlap left to right (a digit in two strokes, a broken line, or two digits close
-# together) are read as one where that reading scores MERGE_COST more than the two apart and one of them,
-# alone, reads poorly: its class's log-probability plus the digit score's term under WEAK. Chosen on
-# numbers composed from the validation split's digits and on mouse-drawn numbers of another draw than
-# the bench's (README, "Read digits"): the right joins (broken fine-pen digits) won by 5.5 to 22 with a
-# piece at -2.96 or less; the wrong ones (two digits close together) won by up to 6.25, every piece at
-# -0.61 or more.
+# together) are read as one where that reading scores MERGE_COST more than the two apart, one of them,
+# alone, reads poorly (its class's log-probability plus the digit score's term under WEAK) and the
+# shorter stands under PIECE_HEIGHT of the two together (a piece of a digit is shorter than the digit;
+# two digits side by side are each about as tall as both). Chosen on numbers composed from the
+# validation split's digits and on mouse-drawn numbers of other seeds than the bench's (README, "Read
+# digits"): the right joins (broken fine-pen digits) won by 5.5 to 22 with a piece at -2.96 or less; the
+# wrong ones (close digits) won by up to 6.25, every piece at -0.61 or more in a first draw of drawn
+# numbers; in 200 drawn numbers the first two conditions still cost 7 numbers (whole digits joined), the
+# third brought them back.
 MERGE_COST = 4.0
 WEAK = -1.5
+PIECE_HEIGHT = 0.8
 
 # Slanted writing. A stroke's slant is how far its ink moves right per pixel down (the covariance of x
 # and y over the variance of y, y pointing down); MNIST's digits lean right with a median slant of -0.143
@@ -415,7 +419,8 @@ def read_line(gray: np.ndarray, classify, max_per_blob: int = MAX_PER_BLOB) -> l
                 SHORT_COST * max(0.0, SHORT - b.mask.shape[0] / tall) / SHORT for b in found[k : k + 2]
             )
             weakest = min(alone(piece[0]) for piece in (*chosen[k][0], *chosen[k + 1][0]))
-            if value > apart + MERGE_COST and weakest < WEAK:
+            shorter = min(b.mask.shape[0] for b in found[k : k + 2]) / tall
+            if value > apart + MERGE_COST and weakest < WEAK and shorter < PIECE_HEIGHT:
                 use, k = together, k + 1
         for index, image, box, _, _ in use:
             digit_score = None if likeness is None else float(likeness[index])
