@@ -374,9 +374,7 @@ def read_line(gray: np.ndarray, classify, max_per_blob: int = MAX_PER_BLOB) -> l
     joined = {}  # k -> the plan of blobs k and k + 1 as one, where they overlap left to right
     for k, blob in enumerate(found):
         candidates = [blob]
-        if k + 1 < len(found) and min(blob.box[2], found[k + 1].box[2]) > max(
-            blob.box[0], found[k + 1].box[0]
-        ):
+        if k + 1 < len(found) and _may_join(blob, found[k + 1]):
             candidates.append(_joined(blob, found[k + 1]))
         for candidate in candidates:
             edges, pieces = blob_pieces(strokes, candidate)
@@ -419,8 +417,7 @@ def read_line(gray: np.ndarray, classify, max_per_blob: int = MAX_PER_BLOB) -> l
                 SHORT_COST * max(0.0, SHORT - b.mask.shape[0] / tall) / SHORT for b in found[k : k + 2]
             )
             weakest = min(alone(piece[0]) for piece in (*chosen[k][0], *chosen[k + 1][0]))
-            shorter = min(b.mask.shape[0] for b in found[k : k + 2]) / tall
-            if value > apart + MERGE_COST and weakest < WEAK and shorter < PIECE_HEIGHT:
+            if value > apart + MERGE_COST and weakest < WEAK:
                 use, k = together, k + 1
         for index, image, box, _, _ in use:
             digit_score = None if likeness is None else float(likeness[index])
@@ -428,6 +425,14 @@ def read_line(gray: np.ndarray, classify, max_per_blob: int = MAX_PER_BLOB) -> l
             crops.append(DigitCrop(image, box, probabilities[index], digit_score))
         k += 1
     return crops
+
+
+def _may_join(a: Blob, b: Blob) -> bool:
+    """Two neighbouring blobs that could be one digit: they overlap left to right and the shorter stands
+    under PIECE_HEIGHT of the two together (whether they are is for recognition to say)."""
+    top, bottom = min(a.box[1], b.box[1]), max(a.box[3], b.box[3])
+    shorter = min(a.box[3] - a.box[1], b.box[3] - b.box[1])
+    return min(a.box[2], b.box[2]) > max(a.box[0], b.box[0]) and shorter < PIECE_HEIGHT * (bottom - top)
 
 
 def _joined(a: Blob, b: Blob) -> Blob:
