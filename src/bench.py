@@ -2,9 +2,9 @@
 
 python -m src.bench [--quick] [--data PATH/mnist.npz] [--out experiments/bench]
 
-Writes bench-<time>.json and .md (and latest.json/.md) under --out. --quick (under 10 minutes on a
-2-core CPU) uses subsets; the full mode uses full MNIST and 25 epochs where the targets say so (about
-75 minutes on a 2-core CPU, an hour of it the 25 uncached epochs: the point of the cache).
+Writes bench-<time>.json and .md (and latest.json/.md) under --out, and partial.json while it runs.
+--quick uses subsets (aim: 10 minutes on a 2-core CPU; 17-18 measured with full MNIST as --data); the
+full mode uses full MNIST and 25 epochs where the targets say so (1 h 44 min on a 2-core CPU).
 """
 
 from __future__ import annotations
@@ -510,7 +510,7 @@ def latency(model_uri: str, store: str, repeats: int = 300) -> tuple[float, floa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="subsets: under 10 minutes on 2 CPU cores")
+    parser.add_argument("--quick", action="store_true", help="subsets (aim: 10 minutes on 2 CPU cores)")
     parser.add_argument(
         "--data", default=None, help="a Keras-layout mnist.npz (default: Keras cache/download)"
     )
