@@ -168,15 +168,29 @@ def _overlapping_pair(gray) -> bool:
     return len(found) == 2 and min(found[0].box[2], found[1].box[2]) > max(found[0].box[0], found[1].box[0])
 
 
+def _skipping_pen(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A digit traced along the ridge of its strokes' distance to the paper, 3 to 5 pixels wide: a fine
+    pen that skips, since the ridge breaks where a stroke's width changes (a 9's loop from its tail)."""
+    from scipy import ndimage
+
+    from src.data.pictures import compose_number
+
+    ink = compose_number([digit], rng, height=int(rng.integers(160, 260)), margin=40) < 128
+    depth = ndimage.distance_transform_edt(ink)
+    ridge = ink & (depth >= ndimage.maximum_filter(depth, size=3) - 0.5)
+    return np.where(ndimage.binary_dilation(ridge, iterations=int(rng.integers(1, 3))), 0.0, 255.0)
+
+
 @pytest.mark.slow
 def test_a_digit_in_two_pieces_reads_as_one_and_two_close_digits_stay_two(digit_model, monkeypatch):
-    from src.data.pictures import compose_number, fine_pen
+    from src.data.pictures import compose_number
     from src.data.strokes import number_strokes
 
     classifier = _classifier(digit_model)
     x, rng = SAMPLE["x_test"], np.random.default_rng(3)
-    # single digits traced with a fine pen: some break into two blobs side by side (a 9's loop and tail)
-    broken = [segmentation.at_work_size(fine_pen([x[i]], rng)) for i in range(300)]
+    # single digits traced with a fine pen that skips: some break into two blobs side by side (a 9's loop
+    # and tail)
+    broken = [segmentation.at_work_size(_skipping_pen(x[i], rng)) for i in range(300)]
     broken = [g for g in broken if _overlapping_pair(g)]
     assert len(broken) >= 10
 
@@ -383,6 +397,29 @@ def test_a_fine_pen_in_a_large_picture_comes_apart_into_its_digits_with_mnist_th
     for px, py in rng.integers(10, (790, 390), (300, 2)):
         ImageDraw.Draw(dots).ellipse((int(px), int(py), int(px) + 4, int(py) + 4), fill=0)
     assert len(segmentation.blobs(segmentation.ink(np.asarray(dots, np.float32)))) > segmentation.MAX_MARKS
+
+
+def test_the_fine_pen_traces_each_stroke_along_one_connected_middle_line():
+    """The fine-pen set's middle line (pictures.middle_line) is one pixel wide and keeps every stroke in
+    one piece: a digit traced with it is as many pieces as the digit was (a ridge of distance breaks)."""
+    from scipy import ndimage
+
+    from src.data.pictures import compose_number, middle_line
+
+    ring = np.zeros((60, 60), bool)
+    yy, xx = np.mgrid[:60, :60]
+    ring[(np.hypot(yy - 30, xx - 30) < 25) & (np.hypot(yy - 30, xx - 30) > 15)] = True
+    line = middle_line(ring)
+    assert ndimage.label(line, np.ones((3, 3)))[1] == 1 and ndimage.label(~line)[1] == 2  # still a ring
+    assert 2 * np.pi * 18 < line.sum() < 2 * np.pi * 22  # one pixel wide, along the middle (radius 20)
+    assert not ndimage.binary_erosion(line).any()
+    x, rng = SAMPLE["x_test"], np.random.default_rng(0)
+    kept = []
+    for digit in x[:40]:
+        ink = compose_number([digit], rng, height=200, margin=40) < 128
+        pieces = ndimage.label(ink, np.ones((3, 3)))[1]
+        kept.append(ndimage.label(middle_line(ink), np.ones((3, 3)))[1] == pieces)
+    assert all(kept), kept
 
 
 def test_stroke_width_measures_lines():
