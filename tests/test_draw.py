@@ -1,5 +1,6 @@
 """The drawing page: a real server, a real headless Chromium drawing with the mouse, and bad requests."""
 
+import base64
 import io
 import json
 import math
@@ -31,8 +32,10 @@ def draw_server(digit_model):
         yield f"http://127.0.0.1:{port}"
 
 
-def _post(url: str, body: bytes) -> tuple[int, dict]:
-    request = urllib.request.Request(f"{url}/predict", data=body, method="POST")
+def _post(url: str, body: bytes, content_type: str = "image/png") -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"{url}/predict", data=body, method="POST", headers={"Content-Type": content_type}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -64,6 +67,8 @@ def _png(array: np.ndarray) -> bytes:
 
 def test_drawing_with_the_mouse_shows_the_digits(draw_server, browser):
     page = browser.new_page(viewport={"width": 1000, "height": 800})
+    posted = []  # what the page sends: its picture and the strokes that drew it
+    page.on("request", lambda r: posted.append(r.post_data_json) if r.url.endswith("/predict") else None)
     page.goto(draw_server)
     pad = page.locator("#pad").bounding_box()
     sx, sy = pad["width"] / 840, pad["height"] / 320
@@ -96,6 +101,8 @@ def test_drawing_with_the_mouse_shows_the_digits(draw_server, browser):
     ]
     stroke(circle)  # a zero
     assert number_has(2) == "10"
+    assert len(posted[-1]["strokes"]) == 2 and posted[-1]["pen"] == 18
+    assert posted[-1]["picture"].startswith("data:image/png;base64,")
     assert page.locator("#digits img").count() == 2
     assert "%" in page.inner_text("#digits")  # top probabilities per digit
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -130,5 +137,14 @@ def test_bad_requests_get_clear_answers_and_the_server_keeps_serving(draw_server
     assert (
         answer["text"] == ("1" if answer["sure"] else "?") and answer["digits"][0]["sure"] == answer["sure"]
     )
+    # the page's own request: the picture in JSON with its strokes; a malformed one gets one line
+    drawing = {"picture": base64.b64encode(_png(page)).decode(), "strokes": [[[60, 20], [60, 99]]], "pen": 10}
+    status, answer = _post(draw_server, json.dumps(drawing).encode(), "application/json")
+    assert status == 200 and answer["number"] == "1"
+    status, answer = _post(draw_server, b'{"strokes": []}', "application/json")
+    assert status == 400 and "JSON drawing" in answer["error"]
+    wrong = json.dumps({**drawing, "strokes": [[1, 2]]}).encode()  # points, not strokes of points
+    status, answer = _post(draw_server, wrong, "application/json")
+    assert status == 400 and answer["error"].startswith("strokes:")
     with urllib.request.urlopen(f"{draw_server}/health", timeout=10) as response:
         assert json.loads(response.read())["status"] == "ok"

@@ -376,6 +376,63 @@ def test_numbers_drawn_as_strokes_fit_the_canvas_and_come_apart_into_their_digit
     assert 0.6 <= np.mean(counts) < 1.0, np.mean(counts)
 
 
+def _drawn(strokes, size=(840, 320), pen=18) -> np.ndarray:
+    """Strokes drawn as the page's canvas draws them, read as `decode` reads the picture."""
+    canvas = Image.new("L", size, 255)
+    for stroke in strokes:
+        ImageDraw.Draw(canvas).line([tuple(p) for p in stroke], fill=0, width=pen, joint="curve")
+    return segmentation.decode(_png(np.asarray(canvas)))
+
+
+def test_strokes_that_touch_are_separate_blobs_when_the_picture_comes_with_its_strokes():
+    """Two 0s drawn into each other are one blob of ink; with the strokes that drew them, two. Strokes
+    of one digit over each other (a 4's two) are still one, and the labels survive a slanted picture's
+    shear; a picture larger than the working size has its strokes scaled with it."""
+
+    def ring(x):
+        return [(x + 55 * np.sin(t * np.pi / 12), 160 - 90 * np.cos(t * np.pi / 12)) for t in range(25)]
+
+    first, second = ring(300), ring(400)  # their sides cross
+    gray = _drawn([first, second])
+    strokes = segmentation.ink(gray)
+    assert len(segmentation.blobs(strokes)) == 1
+    labels = segmentation.stroke_labels([first, second], (840, 320), 18)
+    assert labels.shape == gray.shape == (305, 800) and set(np.unique(labels)) == {0, 1, 2}
+    assert (labels[strokes > 100] > 0).mean() > 0.99  # every stroke's ink is labelled
+    found = segmentation.blobs(strokes, labels)
+    assert len(found) == 2 and found[0].box[0] < found[1].box[0]
+    four = [[(600, 40), (540, 200), (700, 200)], [(660, 120), (660, 290)]]
+    labels = segmentation.stroke_labels([first, second, *four], (840, 320), 18)
+    assert len(segmentation.blobs(segmentation.ink(_drawn([first, second, *four])), labels)) == 3
+    shear = segmentation.Shear(0.3, 150, 50)
+    sheared = shear.apply(labels, nearest=True)
+    assert sheared.dtype == np.int32 and set(np.unique(sheared)) == set(np.unique(labels))
+    with pytest.raises(ValueError, match="pen strokes"):
+        segmentation.blobs(strokes, labels[:-1])
+
+
+@pytest.mark.slow
+def test_numbers_drawn_with_their_strokes_read_right_more_often_than_their_pictures_alone(digit_model):
+    """The drawing page sends its strokes: drawn numbers whose neighbours overlap or touch (the bench's
+    mouse strokes) read exactly more often with them, and never worse."""
+    from src.data.strokes import number_strokes
+
+    classifier = _classifier(digit_model)
+    rng, alone, with_strokes = np.random.default_rng(11), [], []
+    for _ in range(40):
+        digits = [int(d) for d in rng.integers(0, 10, int(rng.integers(3, 6)))]
+        strokes = number_strokes(digits, rng)
+        gray, truth = _drawn(strokes), "".join(map(str, digits))
+        labels = segmentation.stroke_labels(strokes, (840, 320), 18)
+        for found, pen_strokes in ((alone, None), (with_strokes, labels)):
+            crops = segmentation.read_line(gray, classifier.classify, pen_strokes=pen_strokes)
+            found.append("".join(str(int(np.argmax(c.probabilities))) for c in crops) == truth)
+    assert np.mean(with_strokes) >= np.mean(alone) + 0.1 and np.mean(with_strokes) >= 0.85, (
+        np.mean(alone),
+        np.mean(with_strokes),
+    )
+
+
 def test_a_fine_pen_in_a_large_picture_comes_apart_into_its_digits_with_mnist_thick_strokes():
     """Strokes 1.5 to 3 pixels wide once the picture is at its working size: the faint line's pieces are
     bridged into digits, and each crop's strokes are widened toward MNIST's; dots stay dots."""

@@ -1,15 +1,20 @@
 """The drawing page: write digits with the mouse, a finger or a pen and see what the model reads.
 
-Served by FastAPI and uvicorn, which MLflow already installs. The page posts the canvas as a PNG after
-each stroke; the server reads it with the same pipeline as `src.predict` and answers with the number,
-each digit's 28x28 crop and its top classes.
+Served by FastAPI and uvicorn, which MLflow already installs. After each stroke the page posts the canvas
+as a PNG together with the strokes that drew it (JSON: {"picture": PNG in base64, "strokes": [[[x, y],
+...], ...], "pen": width}); the server reads it with the same pipeline as `src.predict`, each stroke its
+own blob even where it touches the next digit's, and answers with the number, each digit's 28x28 crop
+and its top classes. A bare PNG or JPEG body is read as a picture alone, as `src.predict` reads files.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import io
+import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -59,7 +64,10 @@ def create_app(classifier, max_bytes: int = 5_000_000, top: int = 3) -> FastAPI:
             return _error(400, "empty request: post a PNG or JPEG picture")
         start = time.perf_counter()
         try:
-            reading, crops = await run_in_threadpool(classifier.read_picture, bytes(body), "the picture", top)
+            picture, strokes, pen = drawing(bytes(body), request.headers.get("content-type", ""))
+            reading, crops = await run_in_threadpool(
+                classifier.read_picture, picture, "the picture", top, strokes, pen
+            )
         except UserError as e:
             status = 413 if "too large" in str(e) else 415 if "not an image" in str(e) else 400
             return _error(status, str(e))
@@ -87,6 +95,44 @@ def create_app(classifier, max_bytes: int = 5_000_000, top: int = 3) -> FastAPI:
         )
 
     return app
+
+
+MAX_STROKES = 2000  # strokes in one drawing, and points in all of them
+MAX_POINTS = 200_000
+
+
+def drawing(body: bytes, content_type: str) -> tuple[bytes, list | None, float]:
+    """A request's picture, and the strokes that drew it where it sends them: (picture, strokes or None,
+    pen width). A JSON body is the page's {"picture", "strokes", "pen"}; any other body is the picture."""
+    if not content_type.startswith("application/json"):
+        return body, None, 0.0
+    try:
+        sent = json.loads(body)
+        picture = base64.b64decode(str(sent["picture"]).split(",")[-1], validate=True)
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        raise UserError(
+            'a JSON drawing is {"picture": a PNG in base64, "strokes": [[[x, y], ...], ...], "pen": width}'
+        ) from None
+    strokes, pen = sent.get("strokes"), sent.get("pen", 18)
+    if strokes is None:
+        return picture, None, 0.0
+    points = 0
+    valid = isinstance(strokes, list) and len(strokes) <= MAX_STROKES
+    valid = valid and isinstance(pen, (int, float)) and 0 < pen <= 500
+    for stroke in strokes if valid else []:
+        valid = isinstance(stroke, list) and len(stroke) > 0
+        for point in stroke if valid else []:
+            valid = valid and isinstance(point, list) and len(point) == 2
+            valid = valid and all(isinstance(v, (int, float)) and math.isfinite(v) for v in point)
+        points += len(stroke) if valid else 0
+        if not valid or points > MAX_POINTS:
+            break
+    if not valid or points > MAX_POINTS:
+        raise UserError(
+            f"strokes: a list of at most {MAX_STROKES} strokes, each a list of [x, y] points (at most "
+            f"{MAX_POINTS} in all), and pen a width in pixels"
+        )
+    return picture, strokes, float(pen)
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from src.reading.digit_score import DigitScore, reading_network
-from src.reading.segmentation import DigitCrop, NotALine, decode, read_line
+from src.reading.segmentation import DigitCrop, NotALine, decode, picture_size, read_line, stroke_labels
 
 # A digit is read as sure when the model's (calibrated) probability of it is at least this.
 SURE = 0.9
@@ -90,9 +90,16 @@ class Reader:
             else "",
         )
 
-    def read_picture(self, data: bytes, name: str = "image", top: int = 3) -> tuple[Reading, list[DigitCrop]]:
+    def read_picture(
+        self, data: bytes, name: str = "image", top: int = 3, strokes: list | None = None, pen: float = 0.0
+    ) -> tuple[Reading, list[DigitCrop]]:
+        """A picture's reading. `strokes`: the pen strokes that drew it, where they are known (the drawing
+        page: polylines of (x, y) in the picture's pixels, `pen` wide), so that touching strokes are
+        still told apart."""
         try:
-            crops = read_line(decode(data, name), self.classify)
+            gray = decode(data, name)
+            labels = stroke_labels(strokes, picture_size(data), pen) if strokes else None
+            crops = read_line(gray, self.classify, pen_strokes=labels)
         except NotALine as e:  # an answer, not an error: nothing is read from it
             return Reading(number="", message=str(e)), []
         return self.read(crops, top), crops

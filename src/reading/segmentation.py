@@ -121,6 +121,14 @@ def decode(data: bytes, name: str = "image") -> np.ndarray:
     return np.asarray(image, dtype=np.float32)
 
 
+def picture_size(data: bytes) -> tuple[int, int]:
+    """A picture's (width, height) as stored, from its header (`decode` has checked it is a picture)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
+
+
 def _work_size(width: int, height: int) -> tuple[int, int] | None:
     """The size a picture is read at: WORK_SIZE on its longest side (None: it is not larger)."""
     scale = WORK_SIZE / max(width, height)
@@ -193,16 +201,22 @@ class Blob:
     mask: np.ndarray  # (bottom - top, right - left) bool: this blob's own ink in its box
 
 
-def blobs(strokes: np.ndarray) -> list[Blob]:
-    """The blobs of ink, left to right: connected strokes, specks dropped, stacked strokes merged."""
+def blobs(strokes: np.ndarray, pen_strokes: np.ndarray | None = None) -> list[Blob]:
+    """The blobs of ink, left to right: connected strokes, specks dropped, stacked strokes merged.
+
+    `pen_strokes` (as `stroke_labels` draws them: which pen stroke drew each pixel, 0 none) makes each
+    stroke its own blob even where it touches another: a drawing that knows its strokes."""
     from scipy import ndimage
 
     if strokes.size == 0 or strokes.max() < MIN_CONTRAST:
         return []
     mask = strokes > 0.35 * strokes.max()
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if pen_strokes is not None:
+        labels, count = _ink_by_stroke(mask, pen_strokes)
+    else:
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     pen = stroke_width(mask)
-    if count > 1 and pen < FINE_PEN:
+    if count > 1 and pen < FINE_PEN and pen_strokes is None:
         # a fine pen's faint line breaks into pieces at the threshold: bridge gaps of a few pixels, where
         # the pieces are lines (many times longer than wide), not dots
         lengths = [max(s.stop - s.start for s in where) for where in ndimage.find_objects(labels)]
@@ -232,6 +246,44 @@ def blobs(strokes: np.ndarray) -> list[Blob]:
             )
         )
     return result
+
+
+def _ink_by_stroke(mask: np.ndarray, pen_strokes: np.ndarray) -> tuple[np.ndarray, int]:
+    """The ink labelled by the pen stroke that drew it (1..count, 0 no ink); ink outside every stroke
+    (a picture and its strokes a pixel apart) goes to the nearest stroke."""
+    from scipy import ndimage
+
+    if pen_strokes.shape != mask.shape:
+        raise ValueError(f"pen strokes of {pen_strokes.shape} for a picture of {mask.shape}")
+    if not pen_strokes.any():
+        return ndimage.label(mask, structure=np.ones((3, 3)))
+    _, nearest = ndimage.distance_transform_edt(pen_strokes == 0, return_indices=True)
+    labels = np.where(mask, pen_strokes[nearest[0], nearest[1]], 0)
+    ids, labels = np.unique(labels, return_inverse=True)  # consecutive: 1..count, 0 stays 0
+    labels = labels.reshape(mask.shape)
+    return labels, len(ids) - 1
+
+
+def stroke_labels(strokes: list, size: tuple[int, int], pen: float) -> np.ndarray:
+    """Pen strokes (polylines of (x, y) in a picture of `size` = (width, height), drawn `pen` wide) as
+    the picture `decode` reads: (height, width) at the working size, each pixel the number of the last
+    stroke over it (1, 2, ...; 0 none), as `blobs` takes them."""
+    from PIL import Image, ImageDraw
+
+    width, height = size
+    work = _work_size(width, height)
+    scale = 1.0 if work is None else work[0] / width
+    image = Image.new("I", work or (width, height), 0)
+    draw = ImageDraw.Draw(image)
+    wide = max(1, round((pen + 2) * scale))  # a little wider: the picture's anti-aliased edge too
+    for number, points in enumerate(strokes, start=1):
+        xy = [(float(x) * scale, float(y) * scale) for x, y in points]
+        if len(xy) > 1:
+            draw.line(xy, fill=number, width=wide, joint="curve")
+        r = wide / 2  # round ends, as a pen's
+        for x, y in (xy[0], xy[-1]):
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=number)
+    return np.asarray(image, np.int32)
 
 
 def segment(strokes: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -355,20 +407,25 @@ def _log_aspect(mask: np.ndarray) -> float:
     return float(np.log((cols[-1] - cols[0] + 1) / (rows[-1] - rows[0] + 1)))
 
 
-def read_line(gray: np.ndarray, classify, max_per_blob: int = MAX_PER_BLOB) -> list[DigitCrop]:
+def read_line(
+    gray: np.ndarray, classify, max_per_blob: int = MAX_PER_BLOB, pen_strokes: np.ndarray | None = None
+) -> list[DigitCrop]:
     """Every digit of a picture, left to right, with its probabilities, split where recognition says.
 
     `classify` takes (N, 28, 28) uint8 crops and gives their (N, 10) probabilities and (N,) digit
-    scores (None: the model has no digit score).
+    scores (None: the model has no digit score). `pen_strokes` (`stroke_labels`): the pen stroke that
+    drew each pixel, where the picture comes with its strokes (the drawing page).
     """
     strokes = ink(gray)
-    found = blobs(strokes)
+    found = blobs(strokes, pen_strokes)
     if len(found) > MAX_MARKS:
         raise NotALine(len(found))
     shear = line_shear(strokes)
     if shear is not None:
         strokes = shear.apply(strokes)
-        found = blobs(strokes)
+        if pen_strokes is not None:
+            pen_strokes = shear.apply(pen_strokes, nearest=True)
+        found = blobs(strokes, pen_strokes)
     plans = []  # per blob, and per two overlapping neighbours as one: the blob, its cuts and pieces
     images: list[np.ndarray] = []
     joined = {}  # k -> the plan of blobs k and k + 1 as one, where they overlap left to right
@@ -464,18 +521,23 @@ class Shear:
     middle: float
     shift: int
 
-    def apply(self, strokes: np.ndarray) -> np.ndarray:
+    def apply(self, strokes: np.ndarray, nearest: bool = False) -> np.ndarray:
+        """The picture sheared (`nearest`: labels, as `stroke_labels` gives them, moved whole)."""
         from PIL import Image
 
         height, width = strokes.shape
         wider = width + 2 * self.shift
         # PIL maps each output pixel (x, y) to the input's (x + by * (y - middle) - shift, y)
-        image = Image.fromarray(np.asarray(strokes, np.float32), mode="F").transform(
+        kind = (np.int32, "I") if nearest else (np.float32, "F")
+        image = Image.fromarray(np.asarray(strokes, kind[0]), kind[1])
+        image = image.transform(
             (wider, height),
             Image.Transform.AFFINE,
             (1.0, self.by, -self.by * self.middle - self.shift, 0.0, 1.0, 0.0),
-            resample=Image.Resampling.BILINEAR,
+            resample=Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR,
         )
+        if nearest:
+            return np.asarray(image, np.int32)
         return np.clip(np.asarray(image, np.float32), 0, 255)
 
     def unshear(self, box: tuple[int, int, int, int], width: int) -> tuple[int, int, int, int]:
