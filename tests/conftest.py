@@ -27,6 +27,15 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 
+@pytest.fixture(autouse=True)
+def _no_registry_left_behind():
+    """`mlflow.set_registry_uri` also sets MLFLOW_REGISTRY_URI in the environment, for the processes a test
+    starts; left there, the next test's commands resolved `models:/...` in that test's store, whatever
+    MLFLOW_TRACKING_URI they were given (a served model read 78% of digits: another store's version 1)."""
+    yield
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+
+
 def pytest_report_header(config) -> str:
     return f"HOME for the tests: {HOME} (new and empty, removed afterwards)"
 
