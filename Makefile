@@ -8,6 +8,9 @@ HOST ?= 127.0.0.1
 BACKEND ?=
 AUTH ?=
 DATA ?=
+# make test's pytest workers (pytest-xdist; each test file runs whole in one of them): 0 runs the suite in
+# this process, one test after another
+JOBS ?= 2
 
 .PHONY: install system test test-fast lint hooks format train sweep ui server serve-model bench bench-full clean
 
@@ -25,11 +28,11 @@ system:  ## Debian's Chromium (browser tests, driven headless by Playwright) and
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test:  ## the whole suite, as CI runs it (in an empty HOME of its own: tests/conftest.py); the 15 slowest
-	$(PY) -m pytest --durations=15 $(ARGS)
+test:  ## the whole suite, as CI runs it (in an empty HOME of its own: tests/conftest.py), JOBS files at a time; the 15 slowest
+	$(PY) -m pytest -n $(JOBS) --dist loadfile --durations=15 $(ARGS)
 
 test-fast:  ## the edit-test loop: the tests that train no more than a few steps (under 4 minutes)
-	$(PY) -m pytest -m "not slow" --durations=15 $(ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadfile -m "not slow" --durations=15 $(ARGS)
 
 lint:  ## ruff (lint and format check) and mypy (the types of src/ and hydra_plugins/)
 	$(VENV)/bin/ruff check .
