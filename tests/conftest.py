@@ -31,9 +31,14 @@ for _name in list(os.environ):
 def _no_registry_left_behind():
     """`mlflow.set_registry_uri` also sets MLFLOW_REGISTRY_URI in the environment, for the processes a test
     starts; left there, the next test's commands resolved `models:/...` in that test's store, whatever
-    MLFLOW_TRACKING_URI they were given (a served model read 78% of digits: another store's version 1)."""
+    MLFLOW_TRACKING_URI they were given (a served model read 78% of digits: another store's version 1).
+    In this process too: a test that sets only the tracking URI resolved `models:/...` through the
+    registry URI an earlier test left, a server that earlier test had stopped (seen with the test files
+    shared between two workers, in another order)."""
     yield
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    if "mlflow" in sys.modules:  # a test that never imported MLflow left nothing in it
+        sys.modules["mlflow"].set_registry_uri(None)  # None: follow the tracking URI again
 
 
 def pytest_report_header(config) -> str:
