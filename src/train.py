@@ -54,13 +54,19 @@ def train(
         fallbacks = digits.fallbacks + network.fallbacks
         cli.announce(fallbacks)
 
-        tracking.use_store(cfg.tracking)
         name = cfg.tracking.run_name or sweep.get("run_name") or cfg.backbone.name
         tags = {**cfg.tracking.tags, **sweep.get("tags", {})}
-        with tracking.run(name, sweep.get("parent_run_id"), tags, run_id=cfg.training.resume) as active:
+
+        def open_run() -> str:  # in a thread, while the model starts training (src/tracking/opening.py)
+            tracking.use_store(cfg.tracking)
+            active = tracking.start_run(name, sweep.get("parent_run_id"), tags, run_id=cfg.training.resume)
             tracking.log_setup(cfg, hydra_output_dir, network.model, digits, distribution, fallbacks, policy)
+            return active.info.run_id
+
+        # a resumed run is opened first: where its training continues is in the run
+        with tracking.opened(open_run, background=not cfg.training.resume) as opening:
             route = routes.choose(cfg, network, digits)  # exact, or the top on cached or echoed features
-            checkpoints = fit.checkpoint_dir(cfg, active.info.run_id) if cfg.training.checkpoints else None
+            checkpoints = fit.checkpoints(cfg, opening)
             # the digit score's crops are cut while the model trains: started here, not earlier, they would
             # hold back the start-up's Python (the first step came 3 s later)
             crops = cut_in_background(digits, cfg.training.digit_score.sample, cfg.training.seed)

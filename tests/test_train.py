@@ -173,3 +173,72 @@ def test_the_evaluate_command_scores_a_registered_model_in_a_run_of_its_own(digi
 
     bad = run_cli("src.evaluate", "model=models:/nobody/1", f"hydra.run.dir={tmp_path}", env=env)
     assert bad.returncode == 2 and "models:/nobody/1" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_run_opens_while_the_model_starts_training(store, compose_cfg, monkeypatch, caplog):
+    """The run is opened in a thread: the first training step does not wait for it, and what the main
+    thread logs meanwhile (route, feature cache, start-up) reaches the run."""
+    import logging
+    import time
+
+    from src.tracking import runs
+    from src.training import callbacks
+
+    opened_at = []
+
+    def slow_setup(*args, **kwargs):  # a slow store: the opening outlasts the model's first step
+        time.sleep(3)
+        runs_log_setup(*args, **kwargs)
+        opened_at.append(time.time())
+
+    runs_log_setup = runs.log_setup
+    monkeypatch.setattr(runs, "log_setup", slow_setup)
+    monkeypatch.setattr(callbacks, "_FIRST_STEP_SEEN", False)  # as in a new process: its first training
+    caplog.set_level(logging.INFO, logger="src.training.callbacks")
+    train(compose_cfg("backbone=simple_cnn", *TINY))
+    (first_step,) = [r.created for r in caplog.records if r.getMessage().startswith("first training step")]
+    assert first_step < opened_at[0]
+    run = _only_run()
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["training.route"] == "exact" and run.data.tags["feature_cache"].startswith("off:")
+    assert run.data.metrics["startup_s"] > 0 and run.data.params["backbone.name"] == "simple_cnn"
+    assert [m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")] == [0]
+
+
+def test_what_is_logged_before_the_run_is_open_is_logged_once_it_is(store):
+    import threading
+
+    from src.tracking import opening
+
+    gate = threading.Event()
+    experiment_id = mlflow.create_experiment("opening")
+
+    def start() -> str:
+        assert gate.wait(30)
+        return mlflow.start_run(experiment_id=experiment_id, run_name="opened").info.run_id
+
+    with opening.opened(start) as run:
+        opening.when_open(lambda: mlflow.set_tag("held", "first"))
+        opening.when_open(lambda: mlflow.set_tag("held", "second"))  # in order: the later one stands
+        assert mlflow.active_run() is None  # the run is not this thread's yet
+        gate.set()
+        run_id = run.wait()
+        assert mlflow.active_run().info.run_id == run_id
+        opening.when_open(lambda: mlflow.set_tag("now", "yes"))  # open: logged at once
+        assert mlflow.get_run(run_id).data.tags["now"] == "yes"
+    done = mlflow.get_run(run_id)
+    assert done.info.status == "FINISHED" and done.data.tags["held"] == "second"
+
+
+def test_a_run_that_could_not_open_fails_in_the_main_thread(store):
+    from src.tracking import opening
+
+    def start() -> str:
+        raise RuntimeError("the store is unreachable")
+
+    with pytest.raises(RuntimeError, match="unreachable"), opening.opened(start) as run:
+        run.wait()
+    # training failed too: its error is the one raised (the opening's is logged)
+    with pytest.raises(ValueError, match="training broke"), opening.opened(start):
+        raise ValueError("training broke")
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []

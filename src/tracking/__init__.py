@@ -2,12 +2,13 @@
 
 - `store`: where the store is and its experiment (and the lock for a shared SQLite file);
 - `runs`: a run's life and what it records, and a sweep's parent and child runs;
+- `opening`: a training's run, opened in a thread while the model starts training;
 - `registry`: registered models, their reading models and the `champion` alias;
 - `access`: logins to a tracking server and its refusals; `environment`: the machine a run ran on;
 - `plots`: the figures a run logs.
 
 The functions of `store`, `runs` and `registry` are the package's API (`tracking.use_store(cfg)`), loaded
-on first use: importing `src.tracking.access` alone does not import MLflow.
+on first use: importing `src.tracking.access`, `store` or `opening` alone does not import MLflow.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _API = {
     "check_resumable": "runs",
     "child_job_numbers": "runs",
     "child_runs": "runs",
+    "end_run": "runs",
     "end_sweep": "runs",
     "flatten": "runs",
     "follow_champion": "registry",
@@ -50,16 +52,20 @@ _API = {
     "log_setup": "runs",
     "log_training": "runs",
     "model_signature": "registry",
+    "opened": "opening",
     "promote_champion": "registry",
     "reader_version": "registry",
     "record_failed_job": "runs",
     "register": "registry",
     "resolve_uri": "store",
     "run": "runs",
+    "start_run": "runs",
     "start_sweep": "runs",
     "store_lock": "store",
     "use_store": "store",
     "version_scores": "registry",
+    "wait_open": "opening",
+    "when_open": "opening",
 }
 __all__ = sorted(_API)
 

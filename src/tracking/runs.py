@@ -35,27 +35,45 @@ def run(
 
     With run_id, an earlier run is continued instead of a new one started.
     """
+    active = start_run(run_name, parent_run_id, tags, run_id)
+    try:
+        yield active
+    except BaseException as e:
+        end_run(e)
+        raise
+    else:
+        end_run()
+
+
+def start_run(
+    run_name: str,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+):
+    """Start a run (or continue run_id) as this thread's active run."""
     if run_id:
         active = mlflow.start_run(run_id=run_id)
         mlflow.set_tag("resumed", "true")
-    else:
-        tags = {**git_tags(), **(tags or {})}
-        active = mlflow.start_run(run_name=run_name, parent_run_id=parent_run_id, tags=tags)
-    try:
-        yield active
-    except KeyboardInterrupt:
+        return active
+    tags = {**git_tags(), **(tags or {})}
+    return mlflow.start_run(run_name=run_name, parent_run_id=parent_run_id, tags=tags)
+
+
+def end_run(error: BaseException | None = None) -> None:
+    """End the active run: FINISHED, KILLED for an interrupt, else FAILED with the error attached (called
+    while `error` is being handled, so its traceback is logged too)."""
+    if error is None:
+        mlflow.end_run("FINISHED")
+    elif isinstance(error, KeyboardInterrupt):
         mlflow.set_tag("error", "interrupted (SIGINT/SIGTERM)")
         mlflow.end_run("KILLED")
-        raise
-    except BaseException as e:
-        mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:5000])
-        mlflow.set_tags(getattr(e, "tags", {}))
-        if getattr(e, "run_status", "FAILED") == "FAILED":  # a trial the pruner stopped ends KILLED
-            mlflow.log_text(traceback.format_exc(), "error/traceback.txt")
-        mlflow.end_run(getattr(e, "run_status", "FAILED"))
-        raise
     else:
-        mlflow.end_run("FINISHED")
+        mlflow.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
+        mlflow.set_tags(getattr(error, "tags", {}))
+        if getattr(error, "run_status", "FAILED") == "FAILED":  # a trial the pruner stopped ends KILLED
+            mlflow.log_text(traceback.format_exc(), "error/traceback.txt")
+        mlflow.end_run(getattr(error, "run_status", "FAILED"))
 
 
 def check_resumable(run_id: str, checkpoint_dir: str) -> None:

@@ -1,5 +1,9 @@
 """The MLflow store: where it is (the configured URI, else ./mlruns), its experiment, and the lock that
-lets processes of one machine share a SQLite store."""
+lets processes of one machine share a SQLite store.
+
+MLflow is imported where it is used, not here: finding the store's address must not cost the 2-3 s of
+importing MLflow, which a training does in a thread while its first epoch runs (src/tracking/opening.py).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 from omegaconf import DictConfig
 
 from src.tracking import access
@@ -42,6 +45,8 @@ def use_store(cfg: DictConfig, create: bool = True) -> str | None:
 
     With create=False only the store is chosen: reading from it writes nothing.
     """
+    import mlflow
+
     uri = resolve_uri(cfg.uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -93,6 +98,8 @@ _RACES = ("UNIQUE constraint failed", "duplicate key value", "database is locked
 
 def retry_races(call, *args, attempts: int = 6, **kwargs):
     """Retry a store write that lost a race with a parallel job (MLflow's check-then-insert)."""
+    import mlflow
+
     for attempt in range(attempts):
         try:
             return call(*args, **kwargs)

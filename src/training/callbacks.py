@@ -38,12 +38,16 @@ def epoch_logger(logged_through: int = -1):
     of an empty queue, about 3 s of a 20 s run. The first training step's time
     since the process started is logged as `startup_s`. A loss that is no longer finite stops training.
     Epochs up to `logged_through` (a resumed run's last logged epoch) are not logged again.
+
+    The run may still be opening in a thread as training starts (src/tracking/opening.py): the first
+    step's time is held until it is open, and the first epoch's end waits for it. MLflow is imported only
+    then, so this thread does not wait on the opening thread's import of it.
     """
     import keras
-    import mlflow
     import numpy as np
 
     import src
+    from src import tracking
 
     class EpochLogger(keras.callbacks.Callback):
         started = None
@@ -54,8 +58,9 @@ def epoch_logger(logged_through: int = -1):
                 self.started = time.time()
                 if not _FIRST_STEP_SEEN:  # the command's first training (not a later job of a sweep)
                     _FIRST_STEP_SEEN = True
-                    log.info("first training step %.1f s after start", self.started - src.STARTED)
-                    mlflow.log_metric("startup_s", self.started - src.STARTED)
+                    startup = self.started - src.STARTED
+                    log.info("first training step %.1f s after start", startup)
+                    tracking.when_open(lambda: _log_metrics({"startup_s": startup}))
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch_start = time.perf_counter()
@@ -69,11 +74,45 @@ def epoch_logger(logged_through: int = -1):
             learning_rate = self.model.optimizer.learning_rate
             metrics.setdefault("learning_rate", float(keras.ops.convert_to_numpy(learning_rate)))
             metrics["epoch_time_s"] = time.perf_counter() - self.epoch_start
+            tracking.wait_open()
             start = time.perf_counter()
-            mlflow.log_metrics(metrics, step=epoch)
+            _log_metrics(metrics, step=epoch)
             log.debug("epoch %d logged in %.3f s", epoch, time.perf_counter() - start)
             if not np.isfinite(metrics.get("loss", 0.0)):
                 # checked once per epoch, not per batch: a per-batch check would sync every step
                 self.model.stop_training = True
 
     return EpochLogger()
+
+
+def _log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    import mlflow
+
+    mlflow.log_metrics(metrics, step=step)
+
+
+def checkpoint_saver(where):
+    """Keras BackupAndRestore in the directory `where` (restoring from it as training begins); or, given
+    a function that returns the directory once the run being opened is open, a saver that starts saving
+    there at the first epoch's end (the epoch logger has waited for the run by then; a new run has
+    nothing to restore)."""
+    import keras
+
+    if isinstance(where, str):
+        return keras.callbacks.BackupAndRestore(backup_dir=where)
+
+    class RunCheckpoints(keras.callbacks.Callback):
+        saver = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.saver is None:
+                self.saver = keras.callbacks.BackupAndRestore(backup_dir=where())
+                self.saver.set_model(self.model)
+                self.saver.set_params(self.params)
+            self.saver.on_epoch_end(epoch, logs)
+
+        def on_train_end(self, logs=None):
+            if self.saver is not None:  # removes the directory, as BackupAndRestore does
+                self.saver.on_train_end(logs)
+
+    return RunCheckpoints()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -51,22 +52,21 @@ def fit(
     cfg: DictConfig,
     route: str = "exact",
     augment=None,
-    checkpoints: str | None = None,
+    checkpoints: str | Callable[[], str] | None = None,
     extra_callbacks: list | None = None,
 ) -> tuple[dict, float]:
     """Compile and fit with the configured optimizer, augmentation and callbacks; logs every epoch.
 
     `trainee` is the whole model on digits (route "exact", augmented by `augment`), or the top on
     backbone features ("cached"; "echoed": one of several augmented views per digit each epoch). With
-    `checkpoints` (a directory) the training state is saved after every epoch and restored from there
-    if present, so an interrupted run continues where it stopped.
+    `checkpoints` (a directory, or what gives it once the run is open) the training state is saved after
+    every epoch and restored from there if present, so an interrupted run continues where it stopped.
     """
-    import keras
     from hydra.utils import instantiate
 
     from src import data
     from src.training import features
-    from src.training.callbacks import epoch_logger, last_logged_epoch
+    from src.training.callbacks import checkpoint_saver, epoch_logger, last_logged_epoch
 
     batch_size = cfg.training.batch_size
     if route == "echoed":
@@ -103,7 +103,7 @@ def fit(
     callbacks.append(epoch_logger(logged_through))  # also stops a run whose loss is not finite
     callbacks += extra_callbacks or []
     if checkpoints:
-        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir=checkpoints))
+        callbacks.append(checkpoint_saver(checkpoints))
     callbacks.append(INTERRUPTS.callback())  # last: an epoch it ends is logged and saved first
     start = time.perf_counter()
     with INTERRUPTS.while_training():
@@ -142,6 +142,16 @@ def checkpoint_dir(cfg: DictConfig, run_id: str) -> str:
     return str(Path(cfg.training.checkpoint_dir).absolute() / run_id)
 
 
+def checkpoints(cfg: DictConfig, opening) -> str | Callable[[], str] | None:
+    """Where the run's training state is saved (training.checkpoints): a resumed run's directory, or
+    for a new run what gives its directory once the run being opened is open (its id names it)."""
+    if not cfg.training.checkpoints:
+        return None
+    if cfg.training.resume:
+        return checkpoint_dir(cfg, cfg.training.resume)
+    return lambda: checkpoint_dir(cfg, opening.wait())
+
+
 def verbosity(verbose) -> int:
     """auto: a progress bar on a terminal, one line per epoch in logs and CI."""
     if verbose == "auto":
@@ -178,7 +188,9 @@ def calibrate(network, validation) -> float | None:
     return temperature
 
 
-def fit_route(cfg: DictConfig, route, digits, checkpoints: str | None, sweep: dict) -> float:
+def fit_route(
+    cfg: DictConfig, route, digits, checkpoints: str | Callable[[], str] | None, sweep: dict
+) -> float:
     """Fit the route's trainee; returns the seconds it took. A search's trial may be pruned after any
     epoch (TrialPruned); a loss that is no longer finite fails the run (TrainingDiverged)."""
     import math

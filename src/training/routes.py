@@ -25,18 +25,20 @@ class Route:
 
 
 def choose(cfg: DictConfig, network, digits: Digits) -> Route:
-    """The run's route, recorded on the run, with the backbone features it trains on (cached or
-    computed now) unless it is exact."""
+    """The run's route, recorded on the run (once it is open: src/tracking/opening.py), with the backbone
+    features it trains on (cached or computed now) unless it is exact."""
     from src import tracking
     from src.training import features
     from src.training.fit import augmentation
 
     name, why = features.route(cfg, network)
     log.info("training route: %s (%s)", name, why)
-    tracking.log_route(name, why)
+    # lambdas: even looking tracking.log_route up imports MLflow, which the run's opening thread may be
+    # importing now
+    tracking.when_open(lambda: tracking.log_route(name, why))
     augment = augmentation(cfg)
     if name == "exact":
-        tracking.log_feature_cache(f"off: {why}", None)
+        tracking.when_open(lambda: tracking.log_feature_cache(f"off: {why}", None))
         inputs = {"train": digits.x_train, "validation": digits.x_val, "test": digits.x_test}
         return Route(name, why, network.trainee, {k: x[..., None] for k, x in inputs.items()}, augment)
     inputs, source, seconds, test_seconds = features.backbone_features(
@@ -52,5 +54,5 @@ def choose(cfg: DictConfig, network, digits: Digits) -> Route:
             "seed": cfg.training.seed,
         },
     )
-    tracking.log_feature_cache(source, seconds, test_seconds)
+    tracking.when_open(lambda: tracking.log_feature_cache(source, seconds, test_seconds))
     return Route(name, why, network.top, inputs, augment)
