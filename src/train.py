@@ -35,7 +35,9 @@ def train(
 
         return evaluate_registered(cfg, hydra_output_dir, sweep)
     sweep = sweep or {}
-    access.check_login(tracking.resolve_uri(cfg.tracking.uri))
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    access.check_login(uri)
+    tracking.check_folder(uri)
     digits = data.load_digits(cfg.data, strict=cfg.strict)
     if cfg.training.resume:  # nothing is written to the store before this
         tracking.use_store(cfg.tracking, create=False)

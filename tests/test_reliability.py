@@ -69,6 +69,7 @@ TRAIN_CASES = [
     (["training.cpu_devices=0"], 2, ["training.cpu_devices", ">= 1"]),
     (["training.strategy=mirrored", "training.steps_per_execution=8"], 2, ["keras-team/keras#19246"]),
     (["training.strategy=mirrored", "training.devices=[/gpu:7]"], 2, ["training.devices", "/gpu:7"]),
+    (["tracking.uri=sqlite:////proc/no-such-dir/mlflow.db"], 2, ["tracking.uri", "/proc/no-such-dir"]),
     (["data.path={root}/missing.npz"], 2, ["data.path", "no such file"]),
     (["data.path={root}/text.npz"], 2, ["data.path", "not a readable .npz"]),
     (["data.path={root}/no_labels.npz"], 2, ["lacks y_train"]),

@@ -236,9 +236,12 @@ def test_a_run_that_could_not_open_fails_in_the_main_thread(store):
     def start() -> str:
         raise RuntimeError("the store is unreachable")
 
+    mlflow.set_experiment("opening")  # a run could be started here: none must be
+
     with pytest.raises(RuntimeError, match="unreachable"), opening.opened(start) as run:
-        run.wait()
+        run.wait()  # as the first epoch ends: the opening's error, raised again as the context ends
     # training failed too: its error is the one raised (the opening's is logged)
     with pytest.raises(ValueError, match="training broke"), opening.opened(start):
         raise ValueError("training broke")
+    assert mlflow.active_run() is None
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []

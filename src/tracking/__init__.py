@@ -25,6 +25,7 @@ _API = {
     "beats": "registry",
     "best_version": "registry",
     "champion_version": "registry",
+    "check_folder": "store",
     "check_resumable": "runs",
     "child_job_numbers": "runs",
     "child_runs": "runs",

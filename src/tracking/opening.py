@@ -61,9 +61,8 @@ class Opening:
         if not self.open:
             assert self._thread is not None
             self._thread.join()
-            if self._error is not None:
-                error, self._error = self._error, None
-                raise error
+            if self._error is not None:  # raised again at every wait: there is no run
+                raise self._error
             import mlflow
 
             mlflow.start_run(run_id=self._run_id)  # the thread's run, now this thread's active run
@@ -90,8 +89,9 @@ def opened(start: Callable[[], str], background: bool = True) -> Iterator[Openin
     except BaseException as e:
         try:
             opening.wait()
-        except BaseException as failed:  # no run to end: the opening's own error is told with the first
-            log.error("the run could not be opened either: %s: %s", type(failed).__name__, failed)
+        except BaseException as failed:  # no run to end
+            if failed is not e:  # training failed too: its error is raised, the opening's told
+                log.error("the run could not be opened either: %s: %s", type(failed).__name__, failed)
             raise e from None
         from src.tracking import runs
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from src import UserError
 from src.tracking import access
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,18 @@ def resolve_uri(uri: str | None) -> str:
     store = DEFAULT_STORE.absolute()
     store.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def check_folder(uri: str) -> None:
+    """A SQLite store's folder exists or can be made: a mistyped tracking.uri is refused before anything
+    trains (the run is opened while the first epoch trains)."""
+    if not uri.startswith("sqlite:///"):
+        return
+    folder = Path(uri.removeprefix("sqlite:///")).absolute().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"tracking.uri: cannot make the store's folder {folder}: {e.strerror}") from None
 
 
 def artifact_location(uri: str) -> str | None:
