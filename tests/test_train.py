@@ -245,3 +245,18 @@ def test_a_run_that_could_not_open_fails_in_the_main_thread(store):
         raise ValueError("training broke")
     assert mlflow.active_run() is None
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+
+
+def test_a_run_whose_setup_could_not_be_logged_ends_failed(store, compose_cfg, monkeypatch):
+    from src.tracking import runs
+
+    def broken_setup(*args, **kwargs):
+        raise OSError("the artifact store is full")
+
+    monkeypatch.setattr(runs, "log_setup", broken_setup)
+    with pytest.raises(OSError, match="is full"):
+        train(compose_cfg("backbone=simple_cnn", *TINY))
+    run = _only_run()
+    assert run.info.status == "FAILED" and "is full" in run.data.tags["error"]
+    assert mlflow.active_run() is None
+    assert not mlflow.MlflowClient().search_model_versions("name='handwritten-digits'")
