@@ -62,12 +62,7 @@ def train(
         def open_run() -> str:  # in a thread, while the model starts training (src/tracking/opening.py)
             tracking.use_store(cfg.tracking)
             active = tracking.start_run(name, sweep.get("parent_run_id"), tags, run_id=cfg.training.resume)
-            try:
-                model = network.model
-                tracking.log_setup(cfg, hydra_output_dir, model, digits, distribution, fallbacks, policy)
-            except BaseException as e:  # the run ends FAILED, as any run that fails
-                tracking.end_run(e)
-                raise
+            tracking.log_setup(cfg, hydra_output_dir, network.model, digits, distribution, fallbacks, policy)
             return active.info.run_id
 
         # a resumed run is opened first: where its training continues is in the run

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -39,7 +40,9 @@ class Opening:
             self._thread.start()
         else:
             self._thread = None
-            self._run_id = start()
+            self._start(start)
+            if self._error is not None:
+                raise self._error
             self.open = True  # started in this thread: already its active run
 
     def _start(self, start: Callable[[], str]) -> None:
@@ -47,6 +50,11 @@ class Opening:
             self._run_id = start()
         except BaseException as e:  # re-raised in the main thread by wait()
             self._error = e
+            mlflow = sys.modules.get("mlflow")  # not imported: no run was started
+            if mlflow is not None and mlflow.active_run() is not None:  # its setup failed: it ends FAILED
+                from src.tracking import runs
+
+                runs.end_run(e)
 
     def hold(self, call: Callable[[], None]) -> None:
         """Log now if the run is open in this thread, else once it is."""

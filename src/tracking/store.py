@@ -34,12 +34,16 @@ def resolve_uri(uri: str | None) -> str:
     return f"sqlite:///{store / 'mlflow.db'}"
 
 
+def _sqlite_file(uri: str) -> Path:
+    return Path(uri.removeprefix("sqlite:///")).absolute()
+
+
 def check_folder(uri: str) -> None:
     """A SQLite store's folder exists or can be made: a mistyped tracking.uri is refused before anything
     trains (the run is opened while the first epoch trains)."""
     if not uri.startswith("sqlite:///"):
         return
-    folder = Path(uri.removeprefix("sqlite:///")).absolute().parent
+    folder = _sqlite_file(uri).parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -49,7 +53,7 @@ def check_folder(uri: str) -> None:
 def artifact_location(uri: str) -> str | None:
     """Artifacts of a SQLite store live in artifacts/ beside the database; other stores choose their own."""
     if uri.startswith("sqlite:///"):
-        return (Path(uri.removeprefix("sqlite:///")).absolute().parent / "artifacts").as_uri()
+        return (_sqlite_file(uri).parent / "artifacts").as_uri()
     return None
 
 
@@ -96,7 +100,7 @@ def store_lock(uri: str) -> Iterator[None]:
         return
     import fcntl
 
-    lock = Path(uri.removeprefix("sqlite:///")).absolute().with_suffix(".lock")
+    lock = _sqlite_file(uri).with_suffix(".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
