@@ -359,7 +359,22 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
     others = non_digits(rng)
     for name, pictures in others.items():
         readings = [classifier.read(segmentation.read_line(g, classifier.classify)) for g in pictures]
-        result[f"reading_{name}_sure"] = float(np.mean([r.sure and bool(r.digits) for r in readings]))
+        sure = [r.sure and bool(r.digits) for r in readings]
+        result[f"reading_{name}_sure"] = float(np.mean(sure))
+        if name == "letters":  # apart: the letters no digit is written like, and which letters read sure
+            import string
+
+            from src.training.digit_score import LIKE_DIGITS
+
+            unlike = [
+                s for letter, s in zip(string.ascii_letters, sure, strict=True) if letter not in LIKE_DIGITS
+            ]
+            result["reading_letters_unlike_digits_sure"] = float(np.mean(unlike))
+            result["reading_letters_read_sure"] = " ".join(
+                f"{letter}:{r.number}"
+                for letter, r, s in zip(string.ascii_letters, readings, sure, strict=True)
+                if s
+            )
     result["reading_non_digits_sure"] = float(np.mean([result[f"reading_{name}_sure"] for name in others]))
     result.update(bad_input(classifier, rng))
     return result

@@ -91,6 +91,7 @@ def validate_training(cfg: DictConfig) -> None:
     _whole(cfg, "training.echo_views", 0)
     _whole(cfg, "training.train_eval_sample", 1, allow_none=True)
     _whole(cfg, "training.digit_score.sample", 0)
+    _whole(cfg, "training.digit_score.hidden", 0)
     _number(cfg, "training.digit_score.keep", 0.5, 1.0)
     _choice(cfg, "training.verbose", ("auto", 0, 1, 2))
     _choice(cfg, "training.feature_cache", ("auto", False))

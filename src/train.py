@@ -79,7 +79,13 @@ def train(
             if temperature:
                 tracking.log_calibration(temperature, validation, test)
             log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
-            score = fit_digit_score(network.model, crops.result(), cfg.training.digit_score.keep)
+            score = fit_digit_score(
+                network.model,
+                crops.result(),
+                cfg.training.digit_score.keep,
+                hidden=cfg.training.digit_score.hidden,
+                seed=cfg.training.seed,
+            )
             tracking.log_digit_score(score)
             # a sweep promotes at its end
             tracking.register(network.model, cfg.tracking, promote=not sweep, digit_score=score)

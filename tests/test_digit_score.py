@@ -42,6 +42,44 @@ def test_the_digit_score_round_trips_through_model_metadata():
     assert DigitScore.from_metadata(None) is None and DigitScore.from_metadata({"other": 1}) is None
 
 
+def test_a_digit_score_with_a_hidden_layer_round_trips_and_scores_through_its_relu_units():
+    hidden_weights = [[1.0, -1.0], [0.5, 2.0], [0.0, 1.0]]  # 3 features -> 2 units
+    score = DigitScore(
+        [2.0, -3.0], 0.5, 0.4, 0.98, {"digits": 3, "hidden_units": 2},
+        hidden_weights=np.ravel(hidden_weights).tolist(), hidden_bias=[0.25, -0.5],
+    )  # fmt: skip
+    again = DigitScore.from_metadata({"digit_score": score.to_metadata()})
+    assert again == score and again.hidden_bias == [0.25, -0.5]
+    features = np.array([[1.0, 1.0, 1.0], [0.0, 0.0, 2.0], [-1.0, 0.0, -1.0]])
+    units = np.maximum(features @ np.asarray(hidden_weights) + [0.25, -0.5], 0.0)
+    assert np.allclose(units, [[1.75, 1.5], [0.25, 1.5], [0.0, 0.0]])  # the last one: both cut to 0
+    expected = 1 / (1 + np.exp(-(units @ [2.0, -3.0] + 0.5)))
+    assert np.allclose(again.score(features), expected)
+    assert np.isclose(again.score(features[2:])[0], 1 / (1 + np.exp(-0.5)))
+    # a score without a hidden layer keeps its metadata as it was
+    assert set(DigitScore([1.0], 0.0, 0.5, 0.98, {}).to_metadata()) == {
+        "weights",
+        "bias",
+        "threshold",
+        "kept",
+        "fitted_on",
+    }
+
+
+def test_printed_letters_come_from_matplotlibs_fonts_and_are_none_that_digits_are_written_like():
+    """The letters the score is fitted on: matplotlib's fonts (not Pillow's default, which draws the
+    reading benchmark's letters), crops as a reader cuts them, never an O, an l, an S, ..."""
+    from src.training import digit_score
+
+    fonts = digit_score.letter_fonts()
+    assert len(fonts) >= 10 and all(f.endswith(".ttf") for f in fonts)
+    assert {"DejaVuSans.ttf", "cmr10.ttf"} <= {f.rsplit("/", 1)[-1] for f in fonts}
+    crops = digit_score.printed_letters(np.random.default_rng(0), 12)
+    assert len(crops) == 12 and all(c.shape == (28, 28) and c.max() > 100 for c in crops)
+    assert not np.array_equal(crops[0], digit_score.printed_letters(np.random.default_rng(1), 1)[0])
+    assert not set(digit_score.LIKE_DIGITS) & set("AEFHKMNPRVWXacdefhkmnprtuvwxy")
+
+
 @pytest.mark.slow
 def test_scribbles_and_smudges_read_sure_less_often_and_digits_still_do(digit_model):
     """The registered model carries its digit score; on non-digits generated with another seed than the
@@ -54,7 +92,14 @@ def test_scribbles_and_smudges_read_sure_less_often_and_digits_still_do(digit_mo
 
     mlflow.set_tracking_uri(digit_model["uri"])
     metadata = mlflow.models.get_model_info(digit_model["model"]).metadata
-    assert set(metadata["digit_score"]) >= {"weights", "bias", "threshold", "kept", "fitted_on"}
+    assert set(metadata["digit_score"]) >= {
+        "weights",
+        "bias",
+        "threshold",
+        "kept",
+        "fitted_on",
+        "hidden_weights",
+    }
     classifier = Classifier(digit_model["model"], digit_model["uri"])
     assert classifier.digit_score is not None
     assert classifier.probabilities(SAMPLE["x_test"][:5]).shape == (5, 10)  # the output is unchanged
@@ -78,6 +123,31 @@ def test_scribbles_and_smudges_read_sure_less_often_and_digits_still_do(digit_mo
     digits = SAMPLE["x_test"][:300]
     _, scores = classifier.classify(digits)
     assert (scores >= threshold).mean() >= 0.9, (scores >= threshold).mean()
+
+
+@pytest.mark.slow
+def test_letters_in_a_font_the_score_never_saw_read_sure_less_often(digit_model):
+    """Letters that no digit is written like, in Pillow's default font (the score was fitted on letters
+    in matplotlib's fonts): fewer are sure with the digit score than by the probabilities alone."""
+    import string
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    from src.apps.classifier import Classifier
+    from src.training.digit_score import LIKE_DIGITS, reader_crops
+
+    font = ImageFont.load_default(size=120)
+    crops = []
+    for letter in (c for c in string.ascii_letters if c not in LIKE_DIGITS):
+        image = Image.new("L", (160, 160), 0)
+        ImageDraw.Draw(image).text((30, 10), letter, fill=255, font=font)
+        crops.append(max(reader_crops(np.asarray(image, np.float32)), key=lambda c: float(c.sum())))
+    classifier = Classifier(digit_model["model"], digit_model["uri"])
+    p, scores = classifier.classify(np.stack(crops))
+    confident = p.max(axis=1) >= classifier.sure
+    sure = confident & (scores >= classifier.digit_threshold)
+    assert confident.sum() >= 8, confident.sum()  # the probabilities alone are sure of many of them
+    assert sure.sum() <= 0.6 * confident.sum(), (sure.sum(), confident.sum())
 
 
 def test_the_crops_cut_while_the_model_trains_are_the_seeds_own():

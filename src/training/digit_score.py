@@ -1,11 +1,13 @@
 """Fit the digit score (src/reading/digit_score.py) at the end of training.
 
 Digits: a sample of the training split, each drawn at a random size and cut out as a reader cuts it.
-Non-digits, generated: random scribbles, gray smudges (src/data/pictures.py: non_digits) and pieces of
-training digits cut at the ink minima where the segmentation would offer a cut (a half digit is what a
-wrong cut gives). Letters are never generated, so the reading benchmark's letters are a kind of
-non-digit the score has not seen. The threshold keeps `keep` of the validation split's digits; the test
-set plays no part.
+Non-digits, generated: random scribbles, gray smudges (src/data/pictures.py: non_digits), printed letters
+in matplotlib's fonts (none of the letters digits are written like; the reading benchmark's letters are
+drawn in another font, Pillow's default, which the score never sees) and pieces of training digits cut
+at the ink minima where the segmentation would offer a cut (a half digit is what a wrong cut gives).
+The score is a small network (one hidden layer of ReLU units, sklearn's MLPClassifier) on the
+classifier's features. The threshold keeps `keep` of the validation split's digits; the test set plays
+no part.
 """
 
 from __future__ import annotations
@@ -65,17 +67,75 @@ def fragments(x: np.ndarray, rng: np.random.Generator, limit: int) -> list[np.nd
     return pieces[:limit]
 
 
+# Letters that digits are written like (O and o as 0, I, l, i and j as 1, Z and z as 2, S and s as 5, b and
+# G as 6, B as 8, q and g as 9): never generated as non-digits, as a reader should read them as digits.
+LIKE_DIGITS = "OoIlijZzSsbGBqg"
+# Pillow's own default font draws the reading benchmark's letters (src/data/pictures.py: non_digits); the
+# score is fitted on letters in the fonts that come with matplotlib, so the benchmark's font stays unseen.
+FONT_KINDS = ("DejaVuSans", "DejaVuSerif", "STIXGeneral", "cm")
+
+
+def letter_fonts() -> list[str]:
+    """The text fonts that come with matplotlib (found without importing it): DejaVu Sans, Sans Mono and
+    Serif, STIX and Computer Modern, upright, bold and slanted."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or spec.origin is None:
+        return []
+    folder = Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf"
+    skip = ("Display", "cmex", "cmsy")  # not letters (symbols), or the same letters again
+    return sorted(
+        str(f)
+        for f in folder.glob("*.ttf")
+        if f.name.startswith(FONT_KINDS) and not any(k in f.name for k in skip)
+    )
+
+
+def printed_letters(rng: np.random.Generator, count: int) -> list[np.ndarray]:
+    """`count` letters (none of LIKE_DIGITS) as a reader's crops: each in one of `letter_fonts`, at a
+    random size and pen width, upright or slanted."""
+    import string
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    fonts = letter_fonts()
+    letters = [c for c in string.ascii_letters if c not in LIKE_DIGITS]
+    crops: list[np.ndarray] = []
+    while fonts and len(crops) < count:
+        font = ImageFont.truetype(fonts[rng.integers(len(fonts))], int(rng.integers(40, 130)))
+        image = Image.new("L", (200, 200), 0)
+        pen = int(rng.integers(0, 4))
+        ImageDraw.Draw(image).text(
+            (30, 10),
+            letters[rng.integers(len(letters))],
+            fill=255,
+            font=font,
+            stroke_width=pen,
+            stroke_fill=255,
+        )
+        if rng.random() < 0.5:
+            shear = (1, rng.uniform(-0.3, 0.3), 0, 0, 1, 0)
+            image = image.transform(image.size, Image.Transform.AFFINE, shear, Image.Resampling.BILINEAR)
+        found = reader_crops(np.asarray(image, np.float32))
+        if found:  # the letter, not the dot of an i
+            crops.append(max(found, key=lambda crop: float(crop.sum())))
+    return crops
+
+
 def non_digit_crops(x: np.ndarray, rng: np.random.Generator, count: int) -> dict[str, np.ndarray]:
-    """About `count` generated non-digits as a reader's crops: a quarter scribbles, a quarter smudges,
-    half pieces of the digits `x`."""
+    """About `count` generated non-digits as a reader's crops: a quarter scribbles, an eighth smudges, a
+    quarter printed letters, the rest pieces of the digits `x`."""
     from src.data.pictures import non_digits
 
-    pictures = non_digits(rng, scribbles=count // 4, smudges=count // 4)
+    pictures = non_digits(rng, scribbles=count // 4, smudges=count // 8)
     found = {
         kind: [crop for gray in pictures[kind] for crop in reader_crops(255.0 - gray)]
         for kind in ("scribbles", "smudges")
     }
-    found["pieces of digits"] = fragments(x, rng, count // 2)
+    found["printed letters"] = printed_letters(rng, count // 4)
+    found["pieces of digits"] = fragments(x, rng, count - sum(len(v) for v in found.values()))
     return {kind: np.stack(crops) for kind, crops in found.items() if crops}
 
 
@@ -118,10 +178,17 @@ def cut_in_background(digits, sample: int, seed: int) -> Future:
     return future
 
 
-def fit_digit_score(model, crops: Crops | None, keep: float) -> DigitScore | None:
+def fit_digit_score(
+    model, crops: Crops | None, keep: float, hidden: int = 32, seed: int = 0
+) -> DigitScore | None:
     """The digit score of a trained classifier (None: no crops, training.digit_score.sample=0, or the
-    model is not built as features -> top ending in a Dense layer)."""
+    model is not built as features -> top ending in a Dense layer): `hidden` ReLU units between the
+    features and the score (0: a logistic regression)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
     if crops is None:
@@ -138,16 +205,35 @@ def fit_digit_score(model, crops: Crops | None, keep: float) -> DigitScore | Non
     x, validation_features = everything[: -len(validation)], everything[-len(validation) :]
     y = np.r_[np.ones(len(positives)), np.zeros(len(x) - len(positives))]
     scaler = StandardScaler().fit(x)
-    regression = LogisticRegression(C=0.1, max_iter=3000).fit(scaler.transform(x), y)
-    # the standardisation folded into the weights: w . (x - mean) / scale + b
-    weights = regression.coef_[0] / scaler.scale_
-    score = DigitScore(
-        weights=weights.tolist(),
-        bias=float(regression.intercept_[0] - weights @ scaler.mean_),
-        threshold=0.0,
-        kept=keep,
-        fitted_on={"digits": len(positives), "non_digits": {k: len(v) for k, v in negatives.items()}},
-    )
+    fitted_on = {"digits": len(positives), "non_digits": {k: len(v) for k, v in negatives.items()}}
+    if hidden:
+        with warnings.catch_warnings():  # a few hundred passes are enough to rank; no need to converge
+            warnings.filterwarnings("ignore", category=ConvergenceWarning)
+            mlp = MLPClassifier((hidden,), alpha=0.01, max_iter=300, random_state=seed)
+            mlp.fit(scaler.transform(x), y)
+        (first, last), (first_bias, last_bias) = mlp.coefs_, mlp.intercepts_
+        # the standardisation folded into the hidden layer: ((x - mean) / scale) W + b
+        first = first / scaler.scale_[:, None]
+        score = DigitScore(
+            weights=last[:, 0].tolist(),
+            bias=float(last_bias[0]),
+            threshold=0.0,
+            kept=keep,
+            fitted_on={**fitted_on, "hidden_units": hidden},
+            hidden_weights=first.ravel().tolist(),
+            hidden_bias=(first_bias - scaler.mean_ @ first).tolist(),
+        )
+    else:
+        regression = LogisticRegression(C=0.1, max_iter=3000).fit(scaler.transform(x), y)
+        # the standardisation folded into the weights: w . (x - mean) / scale + b
+        weights = regression.coef_[0] / scaler.scale_
+        score = DigitScore(
+            weights=weights.tolist(),
+            bias=float(regression.intercept_[0] - weights @ scaler.mean_),
+            threshold=0.0,
+            kept=keep,
+            fitted_on=fitted_on,
+        )
     scores = score.score(validation_features)
     score.threshold = float(np.quantile(scores, 1.0 - keep))
     score.kept = float(np.mean(scores >= score.threshold))
