@@ -58,6 +58,8 @@ def test_the_issue_command_records_everything(store, tmp_path):
     assert tags["registered_model"] == "handwritten-digits/1"
     # the default route (frozen backbone, rotation): echoed features; the precision the probe chose
     assert tags["training.route"] == "echoed" and "1 augmented view(s)" in tags["training.route.why"]
+    # a top trained for a few steps: XLA's compilation would cost more than it saves
+    assert tags["training.xla"] == "false" and 0 < int(tags["training.steps"]) < 1500
     assert tags["feature_cache"] == "computed"
     assert tags["precision"] in ("float32", "mixed_bfloat16") and tags["precision.chosen_by"].startswith(
         "auto:"

@@ -52,6 +52,7 @@ _API = {
     "log_route": "runs",
     "log_setup": "runs",
     "log_training": "runs",
+    "log_xla": "runs",
     "model_signature": "registry",
     "opened": "opening",
     "promote_champion": "registry",

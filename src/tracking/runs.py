@@ -198,6 +198,11 @@ def log_route(route: str, why: str) -> None:
     mlflow.set_tags({"training.route": route, "training.route.why": why})
 
 
+def log_xla(used: bool, steps: int) -> None:
+    """Whether the training step was compiled with XLA (training.jit_compile), and for how many steps."""
+    mlflow.set_tags({"training.xla": str(used).lower(), "training.steps": str(steps)})
+
+
 def log_logging_time(seconds: float) -> None:
     mlflow.log_metric("logging_time_s", seconds)
 
