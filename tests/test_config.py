@@ -93,6 +93,7 @@ def test_a_schedule_s_length_is_filled_in_from_the_run(compose_cfg):
         (["training.echo_views=-1"], "training.echo_views"),
         (["training.digit_score.keep=1.5"], "training.digit_score.keep"),
         (["training.digit_score.sample=-1"], "training.digit_score.sample"),
+        (["training.digit_score.hidden=-1"], "training.digit_score.hidden"),
         (["training.precision=fast"], "auto, float32"),
         (["backbone.freeze_batchnorm=maybe"], "backbone.freeze_batchnorm"),
         (["tracking.champion.metric=test_accuracy"], "the test set never chooses"),
