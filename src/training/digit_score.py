@@ -119,7 +119,7 @@ def printed_letters(rng: np.random.Generator, count: int) -> list[np.ndarray]:
             shear = (1, rng.uniform(-0.3, 0.3), 0, 0, 1, 0)
             image = image.transform(image.size, Image.Transform.AFFINE, shear, Image.Resampling.BILINEAR)
         found = reader_crops(np.asarray(image, np.float32))
-        if found:  # the letter, not the dot of an i
+        if found:  # its largest piece: the letter, whatever specks a slant left beside it
             crops.append(max(found, key=lambda crop: float(crop.sum())))
     return crops
 
