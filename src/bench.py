@@ -302,7 +302,8 @@ READING_SETS: dict[str, dict[str, Any]] = {
 
 def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int) -> dict:
     """Numbers composed from MNIST test digits (never trained on), read by the model as src.predict
-    reads a picture: exact numbers per set, digits right in the spaced set, the slowest picture."""
+    reads a picture: exact numbers per set, digits right in the spaced set, how many numbers read sure and
+    how many of those are wrong, the slowest picture."""
     from src.apps.classifier import Classifier
     from src.data.pictures import compose_number, fine_pen, photo_of_paper, sheared, varied
     from src.reading import segmentation
@@ -311,8 +312,10 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
     rng = np.random.default_rng(0)
     result: dict = {"reading_numbers_per_set": count}
     slowest = 0.0
+    # readings of whole numbers: how many come back sure, and how many of those are wrong
+    sure_numbers = sure_wrong_numbers = 0
     for name, spec in READING_SETS.items():
-        exact = right = total = 0
+        exact = right = total = sure = sure_wrong = 0
         # the photo and fine-pen sets draw from their own generators: the sets before them and the
         # non-digits stay as they were
         own = {"photo": 3, "fine_pen": 4, "slanted": 5, "varied": 6}.get(name)
@@ -338,13 +341,20 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
             read = "".join(str(int(np.argmax(c.probabilities))) for c in crops if c.probabilities is not None)
             truth = "".join(map(str, y[chosen]))
             exact += read == truth
+            if classifier.read(crops).sure:
+                sure += 1
+                sure_wrong += read != truth
             if len(read) == len(truth):
                 right += sum(a == b for a, b in zip(read, truth, strict=True))
             total += len(truth)
         result[f"reading_{name}_exact"] = exact / count
+        result[f"reading_{name}_sure"] = sure / count
+        result[f"reading_{name}_sure_wrong"] = sure_wrong / max(sure, 1)
+        sure_numbers, sure_wrong_numbers = sure_numbers + sure, sure_wrong_numbers + sure_wrong
         if name in ("spaced", "photo", "fine_pen", "slanted", "varied"):
             result[f"reading_{name}_digits_right"] = right / total
     result["reading_slowest_picture_s"] = slowest
+    result["reading_sure_numbers_wrong"] = sure_wrong_numbers / max(sure_numbers, 1)
     # doubt: how often a single test digit reads sure, how often a sure one is wrong, and how often a
     # picture that is not a digit comes back sure
     p, scores = classifier.classify(x[:3000])
@@ -375,7 +385,14 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
                 for letter, r, s in zip(string.ascii_letters, readings, sure, strict=True)
                 if s
             )
-    result["reading_non_digits_sure"] = float(np.mean([result[f"reading_{name}_sure"] for name in others]))
+    # the target: scribbles, the letters no digit is written like, smudges. A reader should read an O as 0
+    # and an l as 1, and 15 of the 52 letters are such (LIKE_DIGITS): counted in, a reader that reads each
+    # of them as its digit and refuses every other letter, scribble and smudge would read 15 / 52 / 3 =
+    # 9.6% of the non-digits as sure, above the 5% target (all letters: reading_non_digits_sure_all_letters)
+    kinds = {name: result[f"reading_{name}_sure"] for name in others}
+    result["reading_non_digits_sure_all_letters"] = float(np.mean(list(kinds.values())))
+    kinds["letters"] = result["reading_letters_unlike_digits_sure"]
+    result["reading_non_digits_sure"] = float(np.mean(list(kinds.values())))
     result.update(bad_input(classifier, rng))
     return result
 
@@ -865,7 +882,13 @@ TARGETS = [
     ("reading_slowest_picture_s", "<=", 2.0, "reading: the slowest picture (s)"),
     ("reading_bad_input_worst_s", "<=", 2.0, "reading: the slowest bad input (s)"),
     ("reading_sure_digits_wrong", "<=", 0.01, "reading: sure digits that are wrong"),
-    ("reading_non_digits_sure", "<=", 0.05, "reading: non-digits read as sure (scribbles, letters, smudges)"),
+    ("reading_sure_numbers_wrong", "<=", 0.01, "reading: sure numbers that are wrong (composed sets)"),
+    (
+        "reading_non_digits_sure",
+        "<=",
+        0.05,
+        "reading: non-digits read as sure (scribbles, letters no digit is written like, smudges)",
+    ),
 ]
 
 

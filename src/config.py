@@ -93,6 +93,8 @@ def validate_training(cfg: DictConfig) -> None:
     _whole(cfg, "training.digit_score.sample", 0)
     _whole(cfg, "training.digit_score.hidden", 0)
     _number(cfg, "training.digit_score.keep", 0.5, 1.0)
+    if cfg.training.digit_score.get("keep_cut") is not None:
+        _number(cfg, "training.digit_score.keep_cut", 0.5, float(cfg.training.digit_score.keep))
     _choice(cfg, "training.verbose", ("auto", 0, 1, 2))
     _choice(cfg, "training.feature_cache", ("auto", False))
     _choice(cfg, "training.jit_compile", ("auto", True, False))

@@ -31,6 +31,25 @@ def test_a_confident_crop_that_does_not_look_like_a_digit_is_unsure():
     assert reading.text == "317" and reading.sure and reading.message == ""
 
 
+def test_a_piece_cut_out_of_a_blob_needs_the_stricter_cut_threshold():
+    """Two pieces of one letter or scribble can each read as a digit: a piece the segmentation cut out of
+    a blob reads as sure only at the stricter threshold; a digit read whole needs the usual one."""
+    reader = Reader()
+    reader.digit_threshold, reader.cut_threshold = 0.1, 0.6
+    p = np.full((2, 10), 0.001)
+    p[0, 1], p[1, 7] = 0.991, 0.991
+    whole = _crops(p, [0.9, 0.4])
+    assert reader.read(whole).text == "17" and reader.read(whole).sure
+    cut = [segmentation.DigitCrop(c.image, c.box, c.probabilities, c.digit_score, cut=True) for c in whole]
+    reading = reader.read(cut)
+    assert reading.number == "17" and reading.text == "1?" and not reading.sure
+    assert reading.message == "may not be a digit: digit 2"
+    reader.cut_threshold = None  # a model logged before the cut threshold: the usual one for every piece
+    assert reader.read(cut).sure
+    reader.cut_threshold = 0.05  # never below the usual threshold
+    assert reader.threshold_for(cut[0]) == 0.1
+
+
 def test_the_digit_score_round_trips_through_model_metadata():
     score = DigitScore([0.5, -1.25, 2.0], 0.1, 0.3, 0.98, {"digits": 3})
     kept = score.to_metadata()
@@ -49,7 +68,10 @@ def test_a_digit_score_with_a_hidden_layer_round_trips_and_scores_through_its_re
         hidden_weights=np.ravel(hidden_weights).tolist(), hidden_bias=[0.25, -0.5],
     )  # fmt: skip
     again = DigitScore.from_metadata({"digit_score": score.to_metadata()})
-    assert again == score and again.hidden_bias == [0.25, -0.5]
+    assert again == score and again.hidden_bias == [0.25, -0.5] and again.cut_threshold is None
+    score.cut_threshold, score.kept_cut = 0.75, 0.9
+    again = DigitScore.from_metadata({"digit_score": score.to_metadata()})
+    assert (again.cut_threshold, again.kept_cut) == (0.75, 0.9)
     features = np.array([[1.0, 1.0, 1.0], [0.0, 0.0, 2.0], [-1.0, 0.0, -1.0]])
     units = np.maximum(features @ np.asarray(hidden_weights) + [0.25, -0.5], 0.0)
     assert np.allclose(units, [[1.75, 1.5], [0.25, 1.5], [0.0, 0.0]])  # the last one: both cut to 0
@@ -99,9 +121,15 @@ def test_scribbles_and_smudges_read_sure_less_often_and_digits_still_do(digit_mo
         "kept",
         "fitted_on",
         "hidden_weights",
+        "cut_threshold",
     }
     classifier = Classifier(digit_model["model"], digit_model["uri"])
     assert classifier.digit_score is not None
+    # the stricter threshold for cut pieces keeps about training.digit_score.keep_cut of the validation
+    # digits, fewer than the usual one
+    score = classifier.digit_score
+    assert classifier.cut_threshold == score.cut_threshold > score.threshold
+    assert score.kept_cut is not None and 0.85 <= score.kept_cut <= 0.95 < score.kept
     assert classifier.probabilities(SAMPLE["x_test"][:5]).shape == (5, 10)  # the output is unchanged
 
     others = non_digits(np.random.default_rng(2024), scribbles=200, smudges=100)

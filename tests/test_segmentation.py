@@ -152,14 +152,20 @@ def test_recognition_keeps_wide_digits_whole_and_takes_touching_pairs_apart(digi
         for i in range(40)
         if SAMPLE["y_test"][i] in (0, 2, 4, 7)
     ]
-    counts = [len(segmentation.read_line(g, classifier.classify)) for g in wide]
+    readings = [segmentation.read_line(g, classifier.classify) for g in wide]
+    counts = [len(r) for r in readings]
     assert sum(c == 1 for c in counts) >= 0.85 * len(wide), counts
+    # a digit read whole is not a piece cut out of a blob (its digit score needs no stricter threshold)
+    assert not any(crop.cut for r in readings if len(r) == 1 for crop in r)
     # two digits touching (gap 0 to -10% of a digit's width): one blob, read as two digits
     pairs = [compose_number([x[i], x[i + 1]], rng, gaps=(-0.1, 0.0)) for i in range(100, 160, 2)]
     pairs = [g for g in pairs if len(segmentation.blobs(segmentation.ink(g))) == 1]  # their ink meets
     assert len(pairs) >= 12
-    counts = [len(segmentation.read_line(g, classifier.classify)) for g in pairs]
+    readings = [segmentation.read_line(g, classifier.classify) for g in pairs]
+    counts = [len(r) for r in readings]
     assert sum(c == 2 for c in counts) >= 0.5 * len(pairs), counts
+    # the two digits of one blob are pieces cut out of it
+    assert all(crop.cut for r in readings if len(r) == 2 for crop in r)
 
 
 def _overlapping_pair(gray) -> bool:

@@ -6,9 +6,10 @@ output, flattened, beside the top's penultimate layer, the input of its softmax 
 hidden layer of ReLU units (none: a logistic regression, as models logged before it have). It is fitted
 at the end of training on the training split's digits against generated non-digits (scribbles, smudges,
 printed letters, pieces of digits; see `src.training.digit_score`). Its threshold keeps a fixed share
-of the validation split's digits. It is stored in the registered model's MLflow metadata
-(`digit_score`), so the classifier's output stays 10 probabilities per digit; a reader that finds it
-marks a crop below the threshold unsure.
+of the validation split's digits; a piece that the segmentation cut out of a blob read as several digits
+must pass a stricter one (`cut_threshold`), as the cut is a guess. It is stored in the registered model's
+MLflow metadata (`digit_score`), so the classifier's output stays 10 probabilities per digit; a reader
+that finds it marks a crop below the threshold unsure.
 
 This module travels with the reading model: it imports nothing beyond numpy.
 """
@@ -43,6 +44,11 @@ class DigitScore:
     # score is a logistic regression on the features)
     hidden_weights: list[float] | None = None
     hidden_bias: list[float] | None = None
+    # the threshold for a piece cut out of a blob read as several digits (None: `threshold`, as models
+    # logged before it have): stricter, as a cut is a guess and two pieces of one letter or scribble can
+    # each read as a digit
+    cut_threshold: float | None = None
+    kept_cut: float | None = None  # the share of validation digits at or above it
 
     @cached_property
     def _layers(self) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray]:
@@ -71,6 +77,9 @@ class DigitScore:
                 del found[key]
             else:
                 found[key] = _packed(found[key])
+        for key in ("cut_threshold", "kept_cut"):
+            if found[key] is None:
+                del found[key]
         return found
 
     @classmethod
@@ -87,6 +96,8 @@ class DigitScore:
             fitted_on=dict(found.get("fitted_on", {})),
             hidden_weights=_unpacked(found["hidden_weights"]) if "hidden_weights" in found else None,
             hidden_bias=_unpacked(found["hidden_bias"]) if "hidden_bias" in found else None,
+            cut_threshold=float(found["cut_threshold"]) if "cut_threshold" in found else None,
+            kept_cut=float(found["kept_cut"]) if "kept_cut" in found else None,
         )
 
 

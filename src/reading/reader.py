@@ -45,6 +45,7 @@ class Reader:
 
     sure: float = SURE
     digit_threshold: float | None = None  # a digit score below it is not read as sure (None: no score)
+    cut_threshold: float | None = None  # the same for a piece cut out of a blob (None: digit_threshold)
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -67,7 +68,7 @@ class Reader:
         for index, (crop, p) in enumerate(zip(crops, probabilities, strict=True)):
             order = np.argsort(p)[::-1][:top]
             score = None if scores is None else float(scores[index])
-            looks = score is None or self.digit_threshold is None or score >= self.digit_threshold
+            looks = score is None or self.digit_threshold is None or score >= self.threshold_for(crop)
             digits.append(
                 DigitReading(
                     int(order[0]),
@@ -89,6 +90,13 @@ class Reader:
             if unlike
             else "",
         )
+
+    def threshold_for(self, crop: DigitCrop) -> float:
+        """The digit score a crop needs to read as sure: a piece cut out of a blob the stricter one."""
+        assert self.digit_threshold is not None
+        if crop.cut and self.cut_threshold is not None:
+            return max(self.cut_threshold, self.digit_threshold)
+        return self.digit_threshold
 
     def read_picture(
         self, data: bytes, name: str = "image", top: int = 3, strokes: list | None = None, pen: float = 0.0
@@ -115,6 +123,8 @@ class ModelReader(Reader):
         self.digit_score = digit_score
         self.network = reading_network(model) if digit_score is not None else None
         self.digit_threshold = digit_score.threshold if self.network is not None and digit_score else None
+        if self.digit_threshold is not None and digit_score is not None:
+            self.cut_threshold = digit_score.cut_threshold
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """(N, 28, 28) uint8 white-on-black digits -> (N, 10) probabilities."""

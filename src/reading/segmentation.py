@@ -53,6 +53,8 @@ class DigitCrop:
     box: tuple[int, int, int, int]  # left, top, right, bottom in the (scaled) picture
     probabilities: np.ndarray | None = None  # (10,), when the crop was chosen by recognition
     digit_score: float | None = None  # how much it looks like a digit (src/reading/digit_score.py)
+    # cut out of a blob read as several digits: where it ends is the segmentation's guess, not a gap
+    cut: bool = False
 
 
 # Segmentation by recognition: a cut costs CUT_COST, plus CROSSING_COST for each stroke it crosses beyond
@@ -479,7 +481,7 @@ def read_line(
         for index, image, box, _, _ in use:
             digit_score = None if likeness is None else float(likeness[index])
             box = box if shear is None else shear.unshear(box, gray.shape[1])
-            crops.append(DigitCrop(image, box, probabilities[index], digit_score))
+            crops.append(DigitCrop(image, box, probabilities[index], digit_score, cut=len(use) > 1))
         k += 1
     return crops
 

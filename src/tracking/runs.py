@@ -243,10 +243,14 @@ def log_evaluation(
 
 def log_digit_score(score) -> None:
     """What the digit score (src/reading/digit_score.py) was fitted on and the share of validation digits
-    its threshold keeps (nothing: the run fitted none)."""
+    its thresholds keep (nothing: the run fitted none)."""
     if score is None:
         return
-    mlflow.log_metrics({"digit_score_threshold": score.threshold, "digit_score_val_kept": score.kept})
+    metrics = {"digit_score_threshold": score.threshold, "digit_score_val_kept": score.kept}
+    if score.cut_threshold is not None:
+        metrics["digit_score_cut_threshold"] = score.cut_threshold
+        metrics["digit_score_val_kept_cut"] = score.kept_cut
+    mlflow.log_metrics(metrics)
     mlflow.log_dict(score.fitted_on, "digit_score_fitted_on.json")
 
 

@@ -6,8 +6,8 @@ in matplotlib's fonts (none of the letters digits are written like; the reading 
 drawn in another font, Pillow's default, which the score never sees) and pieces of training digits cut
 at the ink minima where the segmentation would offer a cut (a half digit is what a wrong cut gives).
 The score is a small network (one hidden layer of ReLU units, sklearn's MLPClassifier) on the
-classifier's features. The threshold keeps `keep` of the validation split's digits; the test set plays
-no part.
+classifier's features. The threshold keeps `keep` of the validation split's digits, and the stricter one
+for pieces the segmentation cuts out of a blob `keep_cut` of them; the test set plays no part.
 """
 
 from __future__ import annotations
@@ -179,11 +179,17 @@ def cut_in_background(digits, sample: int, seed: int) -> Future:
 
 
 def fit_digit_score(
-    model, crops: Crops | None, keep: float, hidden: int = 32, seed: int = 0
+    model,
+    crops: Crops | None,
+    keep: float,
+    hidden: int = 32,
+    seed: int = 0,
+    keep_cut: float | None = None,
 ) -> DigitScore | None:
     """The digit score of a trained classifier (None: no crops, training.digit_score.sample=0, or the
     model is not built as features -> top ending in a Dense layer): `hidden` ReLU units between the
-    features and the score (0: a logistic regression)."""
+    features and the score (0: a logistic regression). `keep_cut`: the share of validation digits the
+    threshold for cut pieces keeps (None: no separate threshold)."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -237,14 +243,18 @@ def fit_digit_score(
     scores = score.score(validation_features)
     score.threshold = float(np.quantile(scores, 1.0 - keep))
     score.kept = float(np.mean(scores >= score.threshold))
+    if keep_cut is not None:
+        score.cut_threshold = max(score.threshold, float(np.quantile(scores, 1.0 - keep_cut)))
+        score.kept_cut = float(np.mean(scores >= score.cut_threshold))
     log.info(
         "digit score: fitted on %d digits and %d non-digits in %.1f s (their crops took %.1f s, cut "
-        "during training); its threshold keeps %.1f%% of %d validation digits",
+        "during training); its threshold keeps %.1f%% of %d validation digits (for a cut piece: %s)",
         len(positives),
         len(x) - len(positives),
         time.perf_counter() - start,
         crops.seconds,
         100 * score.kept,
         len(validation),
+        "-" if score.kept_cut is None else f"{100 * score.kept_cut:.1f}%",
     )
     return score
