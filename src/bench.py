@@ -315,7 +315,7 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
     # readings of whole numbers: how many come back sure, and how many of those are wrong
     sure_numbers = sure_wrong_numbers = 0
     for name, spec in READING_SETS.items():
-        exact = right = total = sure = sure_wrong = 0
+        exact = right = total = read_sure = sure_wrong = 0
         # the photo and fine-pen sets draw from their own generators: the sets before them and the
         # non-digits stay as they were
         own = {"photo": 3, "fine_pen": 4, "slanted": 5, "varied": 6}.get(name)
@@ -342,15 +342,15 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
             truth = "".join(map(str, y[chosen]))
             exact += read == truth
             if classifier.read(crops).sure:
-                sure += 1
+                read_sure += 1
                 sure_wrong += read != truth
             if len(read) == len(truth):
                 right += sum(a == b for a, b in zip(read, truth, strict=True))
             total += len(truth)
         result[f"reading_{name}_exact"] = exact / count
-        result[f"reading_{name}_sure"] = sure / count
-        result[f"reading_{name}_sure_wrong"] = sure_wrong / max(sure, 1)
-        sure_numbers, sure_wrong_numbers = sure_numbers + sure, sure_wrong_numbers + sure_wrong
+        result[f"reading_{name}_sure"] = read_sure / count
+        result[f"reading_{name}_sure_wrong"] = sure_wrong / max(read_sure, 1)
+        sure_numbers, sure_wrong_numbers = sure_numbers + read_sure, sure_wrong_numbers + sure_wrong
         if name in ("spaced", "photo", "fine_pen", "slanted", "varied"):
             result[f"reading_{name}_digits_right"] = right / total
     result["reading_slowest_picture_s"] = slowest
