@@ -85,7 +85,7 @@ def train(
                 cfg.training.digit_score.keep,
                 hidden=cfg.training.digit_score.hidden,
                 seed=cfg.training.seed,
-                keep_cut=cfg.training.digit_score.keep_cut,
+                keep_cut=cfg.training.digit_score.get("keep_cut"),
             )
             tracking.log_digit_score(score)
             # a sweep promotes at its end
