@@ -67,7 +67,9 @@ def conv_flops(model) -> float:
     return flops
 
 
-def forward_throughput(precision: str, images: int = 2048, batch: int = 256) -> tuple[float, float, float]:
+def forward_throughput(
+    precision: str, images: int = 2048, batch: int = 256, passes: int = 3
+) -> tuple[float, float, float]:
     """VGG16 (32x32, no top) images per second as the framework runs a frozen backbone, the same with
     Keras's layers as they are, and the nominal GFLOP per image."""
     import keras
@@ -82,7 +84,7 @@ def forward_throughput(precision: str, images: int = 2048, batch: int = 256) -> 
     for features in (network.forward_features, network.features):
         features.predict(x, verbose=0)  # a whole first pass: tracing, allocation
         best = 0.0
-        for _ in range(3):  # the best of three: passes on 2 shared cores vary by up to a quarter
+        for _ in range(passes):  # the best of `passes`: passes on 2 shared cores vary by up to a quarter
             start = time.perf_counter()
             features.predict(x, verbose=0)
             best = max(best, images / (time.perf_counter() - start))
@@ -515,6 +517,28 @@ def full_mnist(data_path: str | None) -> str | None:
     return str(cached) if cached.is_file() else None
 
 
+def full_mnist_memory(store: str, tmp: Path, data_path: list[str]) -> dict:
+    """The peak memory of the whole command on full MNIST with VGG16, one epoch: the peak is in caching the
+    features of 70,000 digits, before epoch 1."""
+    import mlflow
+
+    memory_args = [
+        sys.executable, "-m", "src.train", "data=mnist", *data_path, "backbone.weights=null",
+        "augmentation=none", "training.epochs=1",
+        f"training.feature_cache_dir={tmp / 'feature_cache_memory'}",
+        f"hydra.run.dir={tmp / 'run_memory'}",
+    ]  # fmt: skip
+    _, wall, peak_kb = run_command(memory_args, {"MLFLOW_TRACKING_URI": store})
+    run = mlflow.search_runs(search_all_experiments=True, order_by=["start_time DESC"], output_format="list")[
+        0
+    ]
+    return {
+        "full_mnist_run_s": wall,
+        "full_mnist_peak_memory_gib": peak_kb / 1024**2,
+        "full_mnist_data": run.data.tags.get("data.name"),  # the sample stands in offline without --data
+    }
+
+
 def scaling_figure(rows: list[dict], path: Path) -> None:
     """Time and peak memory of the default study against the training digits, on log-log axes."""
     import matplotlib
@@ -605,9 +629,20 @@ def main(argv: list[str] | None = None) -> int:
     r["matmul_gflops_float32"] = matmul_peak(dtype="float32")
     r["matmul_gflops_bfloat16"] = matmul_peak(dtype="bfloat16")
 
+    from src.models import precision
+
+    # the precision probe first: where bf16 does not pay, no run uses it, and the quick bench skips timing it
+    r["precision_probe_bf16_speedup"] = precision.measure()
+    r["precision_auto_chooses"] = (
+        "mixed_bfloat16" if r["precision_probe_bf16_speedup"] >= precision.FASTER else "float32"
+    )
+    bf16_pays = r["precision_auto_chooses"] == "mixed_bfloat16"
+
     step("VGG16 forward")
-    rate32, keras32, gflop = forward_throughput("float32", images=1024 if quick else 4096)
-    rate16, keras16, _ = forward_throughput("mixed_bfloat16", images=1024 if quick else 4096)
+    # quick: 512 images, the best of two passes (1024 and three: 70 s of a 20-minute bench on a slow CPU)
+    forward = {"images": 512, "passes": 2} if quick else {"images": 4096}
+    rate32, keras32, gflop = forward_throughput("float32", **forward)
+    rate16, keras16, _ = forward_throughput("mixed_bfloat16", **forward)
     r["vgg16_gflop_per_image"] = gflop
     r["vgg16_forward_images_s_float32"] = rate32
     r["vgg16_forward_images_s_bfloat16"] = rate16
@@ -633,19 +668,20 @@ def main(argv: list[str] | None = None) -> int:
     r["plain_fit_train_images_s"] = plain_fit(sample)
     r["framework_vs_plain"] = r["framework_train_images_s"] / r["plain_fit_train_images_s"]
 
-    step("float32 vs mixed_bfloat16 training")
-    bf16 = framework_run(
-        store,
-        *common,
-        *sample,
-        "training.epochs=3",
-        "training.feature_cache=false",
-        "training.precision=mixed_bfloat16",  # after float32 in common: the later override wins
-    )
-    r["bf16_train_images_s"] = bf16["train_size"] / min(bf16["epoch_times_s"][1:])
-    r["bf16_vs_float32_train"] = r["bf16_train_images_s"] / r["framework_train_images_s"]
     r["float32_test_accuracy"] = framework["test_accuracy"]
-    r["bf16_test_accuracy"] = bf16["test_accuracy"]
+    if bf16_pays or not quick:  # the target applies only where the probe picks bf16 (quick: else skipped)
+        step("float32 vs mixed_bfloat16 training")
+        bf16 = framework_run(
+            store,
+            *common,
+            *sample,
+            "training.epochs=3",
+            "training.feature_cache=false",
+            "training.precision=mixed_bfloat16",  # after float32 in common: the later override wins
+        )
+        r["bf16_train_images_s"] = bf16["train_size"] / min(bf16["epoch_times_s"][1:])
+        r["bf16_vs_float32_train"] = r["bf16_train_images_s"] / r["framework_train_images_s"]
+        r["bf16_test_accuracy"] = bf16["test_accuracy"]
 
     cache_data = ["data=mnist_sample"] if quick else ["data=mnist", *data_path]
     epochs = 4 if quick else 25
@@ -654,10 +690,10 @@ def main(argv: list[str] | None = None) -> int:
     cached = framework_run(
         store, *common, *cache_data, f"training.epochs={epochs}", f"training.feature_cache_dir={cache_dir}"
     )
-    # the uncached run only times an epoch (the mean of those after the first): three are enough, and
-    # 25 uncached epochs on full MNIST were an hour of the full bench
+    # the uncached run only times an epoch (the mean of those after the first): three are enough (quick:
+    # two), and 25 uncached epochs on full MNIST were an hour of the full bench
     uncached = framework_run(
-        store, *common, *cache_data, f"training.epochs={min(epochs, 3)}", "training.feature_cache=false"
+        store, *common, *cache_data, f"training.epochs={2 if quick else 3}", "training.feature_cache=false"
     )
     # the test digits' features are evaluation, which the uncached run pays after its epochs too
     training_features = cached["feature_cache_s"] - cached["feature_cache_test_s"]
@@ -698,27 +734,9 @@ def main(argv: list[str] | None = None) -> int:
     version = last.data.tags["registered_model"].split("/")[1]
     r["latency_p50_ms"], r["latency_p99_ms"] = latency(f"models:/handwritten-digits/{version}", store)
 
-    step("peak memory of a full-MNIST VGG16 run")
-    memory_args = [
-        sys.executable, "-m", "src.train", "data=mnist", *data_path, "backbone.weights=null",
-        "augmentation=none", "training.epochs=1",  # the peak is in caching the features, before epoch 1
-        f"training.feature_cache_dir={tmp / 'feature_cache_memory'}",
-        f"hydra.run.dir={tmp / 'run_memory'}",
-    ]  # fmt: skip
-    _, wall, peak_kb = run_command(memory_args, {"MLFLOW_TRACKING_URI": store})
-    r["full_mnist_run_s"] = wall
-    r["full_mnist_peak_memory_gib"] = peak_kb / 1024**2
-    fallback = mlflow.search_runs(
-        search_all_experiments=True, order_by=["start_time DESC"], output_format="list"
-    )[0]
-    r["full_mnist_data"] = fallback.data.tags.get("data.name")
-
-    from src.models import precision
-
-    r["precision_probe_bf16_speedup"] = precision.measure()
-    r["precision_auto_chooses"] = (
-        "mixed_bfloat16" if r["precision_probe_bf16_speedup"] >= precision.FASTER else "float32"
-    )
+    if not quick:  # quick: 5 of its 20 minutes on a slow CPU (VGG16 over 70,000 digits)
+        step("peak memory of a full-MNIST VGG16 run")
+        r.update(full_mnist_memory(store, tmp, data_path))
 
     mnist = full_mnist(args.data)
     full_data = ["data=mnist", f"data.path={mnist}"] if mnist else None

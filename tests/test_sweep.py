@@ -1,4 +1,5 @@
-"""Sweeps: a parent run per multirun, child runs per job, the comparison, the champion alias."""
+"""Sweeps: a parent run per multirun, child runs per job, the comparison, the champion alias; the MLflow UI
+of `make ui` showing a sweep, driven in a real headless Chromium."""
 
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import mlflow
 import pytest
 
 from src.sweeps.comparison import run_name
-from tests.conftest import new_store, run_cli, tracking_server, use_store
+from tests.conftest import SCREENSHOTS, free_port, new_store, run_cli, serving, tracking_server, use_store
 
 # A sweep through another launcher: what is tested is where the jobs run and log, so its three jobs train
 # the small fast_baseline network on 128 digits (the smoke sweep's ImageNet backbones are tested above;
@@ -75,6 +76,42 @@ def test_smoke_sweep_groups_and_compares_its_runs(smoke_sweep):
     out = smoke_sweep["stdout"]
     assert "| run " in out and "val_accuracy" in out and "models:/handwritten-digits@champion" in out
     assert "best by validation accuracy: " in out
+
+
+# here, not in a file of its own: under `make test` each file runs in one worker, and the smoke sweep (a
+# session fixture, about two minutes) ran once more in the other worker for this test alone
+@pytest.mark.slow
+def test_ui_shows_the_sweep_and_a_childs_confusion_matrix(smoke_sweep, browser):
+    use_store(smoke_sweep["uri"])
+    experiment = mlflow.get_experiment_by_name("handwritten-digits")
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    parent = next(r for r in runs if r.data.tags.get("sweep") == "true")
+    child = next(r for r in runs if r.info.run_name == "vgg19")
+
+    port = free_port()
+    with serving(
+        ["make", "ui", f"PORT={port}"], port, "/health", env={"MLFLOW_TRACKING_URI": smoke_sweep["uri"]}
+    ):
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        base = f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}"
+        page.goto(f"{base}/runs")
+        sweep_link = page.get_by_text(parent.info.run_name, exact=True)
+        sweep_link.wait_for(timeout=60_000)
+        # the children are nested under the parent: expand it
+        sweep_cell = sweep_link.locator("xpath=ancestor::*[@role='presentation'][1]")
+        sweep_cell.locator("button").first.click()
+        for name in ("vgg16", "vgg19", "resnet50"):
+            page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / "ui-sweep.png")
+
+        page.goto(f"{base}/runs/{child.info.run_id}/artifacts/confusion_matrix/test.png")
+        page.get_by_text("confusion_matrix/test.png").first.wait_for(timeout=60_000)
+        image = page.locator("img[src^='blob:']").first
+        image.wait_for(timeout=30_000)
+        page.wait_for_function("img => img.complete && img.naturalWidth > 300", arg=image.element_handle())
+        page.screenshot(path=SCREENSHOTS / "ui-confusion-matrix.png")
+        page.close()
 
 
 @pytest.mark.slow
