@@ -3,8 +3,9 @@
 python -m src.bench [--quick] [--data PATH/mnist.npz] [--out experiments/bench]
 
 Writes bench-<time>.json and .md (and latest.json/.md) under --out, and partial.json while it runs.
---quick uses subsets (aim: 10 minutes on a 2-core CPU; 10 to 18 measured with full MNIST as --data); the
-full mode uses full MNIST and 25 epochs where the targets say so (1 h 44 min on a 2-core CPU).
+--quick uses subsets and leaves the full-MNIST memory run to the full mode (aim: 10 minutes on a 2-core
+CPU; 9.5 to 20.5 measured with full MNIST as --data, by machine); the full mode uses full MNIST and 25
+epochs where the targets say so (1 h 44 min on a 2-core CPU).
 """
 
 from __future__ import annotations
