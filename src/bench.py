@@ -586,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default="experiments/bench")
     args = parser.parse_args(argv)
+    if args.data and not Path(args.data).is_file():  # else found after minutes of the bench's other steps
+        parser.error(f"--data {args.data}: no such file (a Keras-layout mnist.npz)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import logging
 
