@@ -97,12 +97,20 @@ def forward_throughput(
 
 
 def framework_run(store: str, *overrides: str) -> dict:
-    """A training run through src.train (tf.data, callbacks, tracking); its logged metrics."""
+    """A training run through src.train (tf.data, callbacks, tracking); its logged metrics. No digit
+    score: its crops are cut in a thread while the first epochs run, which the throughput rows would
+    count (and nothing here reads it)."""
     import mlflow
 
     from src.train import train
 
-    overrides = (*overrides, f"tracking.uri={store}", "training.verbose=0", "tracking.registered_model=null")
+    overrides = (
+        *overrides,
+        f"tracking.uri={store}",
+        "training.verbose=0",
+        "tracking.registered_model=null",
+        "training.digit_score.sample=0",
+    )
     start = time.perf_counter()
     scores = train(compose(*overrides))
     wall = time.perf_counter() - start
@@ -163,13 +171,32 @@ def plain_fit(data_overrides: list[str], epochs: int = 3, batch: int = 32) -> fl
     return len(digits.y_train) / min(times[1:])
 
 
+# The keras-io recipe's test accuracy after each epoch, seed 1, on full MNIST, up to its first >= 99.0%:
+# the same to four digits in all seven benches of 2026-12-02 and 03 on an AMD EPYC (family 25, model 1),
+# TensorFlow 2.21 / Keras 3.15, whatever the host's speed. Only its time varies.
+KERAS_IO_RECORDED = [
+    0.9759, 0.9829, 0.9848, 0.9859, 0.987, 0.988, 0.989, 0.9896, 0.9898, 0.9896, 0.9898, 0.9898, 0.9906,
+]  # fmt: skip
+
+
 def keras_io_convnet(
-    data_path: str | None, seed: int = 1, epochs: int = 15, target: float = 0.99, stop_at_target: bool = False
+    data_path: str | None,
+    seed: int = 1,
+    epochs: int = 15,
+    target: float = 0.99,
+    stop_at_target: bool = False,
+    follow: list[float] | None = None,
+    timed: int = 3,
 ) -> dict:
     """The keras-io "Simple MNIST convnet" recipe as published (plain Keras, 28x28x1, two convolutions,
     batch 128, 15 epochs, 10% held out), run here. Its own timer covers model.fit only (not its imports
     or loading); the test accuracy is read after every epoch with the clock stopped. `stop_at_target`
-    (the quick bench) ends it once the test accuracy reaches `target`."""
+    (the quick bench) ends it once the test accuracy reaches `target`.
+
+    `follow` (the quick bench): a recorded run's test accuracies up to its first >= `target`. If the
+    first `timed` epochs give exactly those accuracies (four digits), the run is on the recorded path and
+    stops there; its time to `target` is estimated as those epochs' time plus the rest at the mean of
+    the timed epochs after the first (the first also builds the graph). Any difference and it runs on."""
     import keras
     from keras import layers
 
@@ -208,14 +235,26 @@ def keras_io_convnet(
             if clock["reached"] is None and accuracy >= target:
                 clock["reached"] = clock["elapsed"]
                 self.model.stop_training = stop_at_target
+            done = len(clock["accuracies"])
+            on_path = [round(a, 4) for a in clock["accuracies"]] == follow[:timed] if follow else False
+            if on_path and done == timed and clock["reached"] is None:
+                later = float(np.diff(clock["times"]).mean())
+                clock["reached"] = clock["elapsed"] + (len(follow) - timed) * later
+                clock["estimated"] = True
+                self.model.stop_training = True
 
     model.fit(
         x_train, y_train, batch_size=128, epochs=epochs, validation_split=0.1, verbose=0, callbacks=[Clock()]
     )
     keras.backend.clear_session()
+    estimated = clock.get("estimated", False)
     return {
         "time_to_target_s": clock["reached"],
-        "epochs_to_target": next((i + 1 for i, a in enumerate(clock["accuracies"]) if a >= target), None),
+        "time_to_target_estimated": estimated,
+        "epochs_timed": len(clock["accuracies"]),
+        "epochs_to_target": len(follow)
+        if estimated and follow
+        else next((i + 1 for i, a in enumerate(clock["accuracies"]) if a >= target), None),
         "total_s": clock["elapsed"],
         "test_accuracies": clock["accuracies"],
         "final_test_accuracy": clock["accuracies"][-1],
@@ -751,39 +790,43 @@ def main(argv: list[str] | None = None) -> int:
             store, tmp / f"run{n}", *overrides, f"training.feature_cache_dir={tmp / f'cache{n}'}"
         )
 
-    # the default study the fast way against the exact training: same seed, early stopping off in both
-    n_study = 1000 if quick else 6000  # quick: a detail, not a target (0.3 to 0.4 test accuracy)
-    study_epochs = 5 if quick else 25
-    step(f"default study vs the exact training ({n_study} training digits, {study_epochs} epochs)")
-    study = [
-        "backbone.weights=null", "~training.callbacks.early_stopping", f"training.epochs={study_epochs}",
-        f"data.train_limit={round(n_study / 0.9)}",
-        *(full_data or ["data=mnist_sample"]),
-        # quick: 2000 test digits (scoring all 10,000 through VGG16 was a quarter of each command)
-        *(["data.test_limit=2000"] if quick else []),
-    ]  # fmt: skip
-    r["study_test_limit"] = 2000 if quick else None
-    fast = run(*study)
-    exact = run(*study, "training.feature_cache=false", "training.precision=float32")
-    r["study_train_size"], r["study_epochs"] = fast["train_size"], study_epochs
-    r["study_fast_s"], r["study_exact_s"] = fast["wall_s"], exact["wall_s"]
-    r["study_fast_route"] = f"{fast['route']}, {fast['precision']}"
-    r["study_exact_vs_fast"] = exact["wall_s"] / fast["wall_s"]
-    r["study_fast_test_accuracy"], r["study_exact_test_accuracy"] = (
-        fast["test_accuracy"],
-        exact["test_accuracy"],
-    )
-    r["study_fast_val_accuracy"], r["study_exact_val_accuracy"] = fast["val_accuracy"], exact["val_accuracy"]
-    r["study_accuracy_gap_points"] = 100 * abs(fast["test_accuracy"] - exact["test_accuracy"])
-    if quick:  # the 4x target is for 25 epochs: quick's shorter run is a detail, not the target
-        r["study_exact_vs_fast_quick"] = r.pop("study_exact_vs_fast")
-        r["study_accuracy_gap_points_quick"] = r.pop("study_accuracy_gap_points")
+    # the default study the fast way against the exact training: same seed, early stopping off in both.
+    # Full mode only: its target is for 25 epochs from 6,000 digits, and the quick bench's shorter run
+    # (1000 digits, 5 epochs: 120-150 s of it) showed no more than that both commands ran (1.07x, 5 points)
+    if not quick:
+        step("default study vs the exact training (6000 training digits, 25 epochs)")
+        study = [
+            "backbone.weights=null", "~training.callbacks.early_stopping", "training.epochs=25",
+            f"data.train_limit={round(6000 / 0.9)}", *(full_data or ["data=mnist_sample"]),
+        ]  # fmt: skip
+        fast = run(*study)
+        exact = run(*study, "training.feature_cache=false", "training.precision=float32")
+        r["study_train_size"], r["study_epochs"] = fast["train_size"], 25
+        r["study_fast_s"], r["study_exact_s"] = fast["wall_s"], exact["wall_s"]
+        r["study_fast_route"] = f"{fast['route']}, {fast['precision']}"
+        r["study_exact_vs_fast"] = exact["wall_s"] / fast["wall_s"]
+        r["study_fast_test_accuracy"] = fast["test_accuracy"]
+        r["study_exact_test_accuracy"] = exact["test_accuracy"]
+        r["study_fast_val_accuracy"], r["study_exact_val_accuracy"] = (
+            fast["val_accuracy"],
+            exact["val_accuracy"],
+        )
+        r["study_accuracy_gap_points"] = 100 * abs(fast["test_accuracy"] - exact["test_accuracy"])
 
     if full_data:
         step("fast_baseline vs the keras-io convnet (full MNIST)")
-        kio = keras_io_convnet(mnist, seed=1, epochs=15, stop_at_target=quick)
+        # quick: 3 epochs timed on the recorded path, the other 10 estimated (13 timed: 200-340 s here)
+        kio = keras_io_convnet(
+            mnist, seed=1, epochs=15, stop_at_target=quick, follow=KERAS_IO_RECORDED if quick else None
+        )
         r["keras_io_time_to_99_s"] = kio["time_to_target_s"]
         r["keras_io_epochs_to_99"] = kio["epochs_to_target"]
+        r["keras_io_epochs_timed"] = kio["epochs_timed"]
+        r["keras_io_time_to_99_estimated"] = kio["time_to_target_estimated"]
+        if not quick:  # does this machine follow the path the quick bench assumes?
+            r["keras_io_follows_recorded"] = [
+                round(a, 4) for a in kio["test_accuracies"][: len(KERAS_IO_RECORDED)]
+            ] == KERAS_IO_RECORDED
         r["keras_io_test_accuracies"] = [round(a, 4) for a in kio["test_accuracies"]]
         if not quick:
             r["keras_io_15_epochs_s"] = kio["total_s"]
@@ -941,9 +984,13 @@ def write(r: dict, out: Path) -> None:
             shown = "-" if value is None else f"{value:.3g}"
             lines.append(f"| {label} | {shown} | {op} {bound} | {skipped} |")
             continue
-        met = value is not None and (value >= bound if op == ">=" else value <= bound)
+        met = value is not None and bool(value >= bound if op == ">=" else value <= bound)
         r["targets"][key] = {"value": value, "target": f"{op} {bound}", "met": met}
-        lines.append(f"| {label} | {value:.3g} | {op} {bound} | {'yes' if met else 'no'} |")
+        how = ""
+        if key == "fast_baseline_vs_keras_io_to_99" and r.get("keras_io_time_to_99_estimated"):
+            how = " (keras-io: {keras_io_epochs_timed} epochs timed, the rest estimated)".format(**r)
+            r["targets"][key]["note"] = how.strip(" ()")
+        lines.append(f"| {label} | {value:.3g} | {op} {bound} | {'yes' if met else 'no'}{how} |")
     if r.get("scaling"):
         lines += [
             "",
@@ -961,10 +1008,12 @@ def write(r: dict, out: Path) -> None:
     for key, value in r.items():
         if key not in ("targets", "machine", "date", "mode", "scaling"):
             lines.append(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
-    (out / f"bench-{stamp}.json").write_text(json.dumps(r, indent=2))
+    # numpy's numbers as Python's (a numpy bool once failed the write at the end of a whole bench)
+    text = json.dumps(r, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
+    (out / f"bench-{stamp}.json").write_text(text)
     markdown = "\n".join(lines) + "\n"
     (out / f"bench-{stamp}.md").write_text(markdown)
-    (out / "latest.json").write_text(json.dumps(r, indent=2))
+    (out / "latest.json").write_text(text)
     (out / "latest.md").write_text(markdown)
     (out / "partial.json").unlink(missing_ok=True)
     print(markdown)

@@ -1,0 +1,41 @@
+"""The quick bench's keras-io row: timed in full off the recorded path, estimated only on it."""
+
+import numpy as np
+import pytest
+
+from src import bench
+
+
+@pytest.fixture(scope="module")
+def tiny_mnist(tmp_path_factory):
+    """600 training and 200 test digits of the offline sample, in Keras's mnist.npz layout."""
+    sample = np.load(bench.ROOT / "src/data/mnist_sample.npz")
+    path = tmp_path_factory.mktemp("data") / "mnist.npz"
+    np.savez(
+        path, x_train=sample["x_train"][:600], y_train=sample["y_train"][:600],
+        x_test=sample["x_test"][:200], y_test=sample["y_test"][:200],
+    )  # fmt: skip
+    return str(path)
+
+
+def test_keras_io_is_estimated_only_where_it_follows_the_recorded_path(tiny_mnist):
+    # out of reach here: every epoch is timed, as the full bench does
+    measured = bench.keras_io_convnet(tiny_mnist, epochs=3, target=0.9999)
+    assert measured["epochs_timed"] == 3 and not measured["time_to_target_estimated"]
+    assert measured["time_to_target_s"] is None and measured["epochs_to_target"] is None
+    path = [round(a, 4) for a in measured["test_accuracies"]]
+    assert len(set(path)) > 1  # a path that says something: the accuracies change from epoch to epoch
+
+    # the same run again on a recorded path of five epochs: it stops after the three it checked, and the
+    # rest is estimated from the epochs after the first
+    recorded = [*path, 0.9999, 0.9999]
+    followed = bench.keras_io_convnet(tiny_mnist, epochs=6, target=0.9999, follow=recorded, timed=3)
+    assert [round(a, 4) for a in followed["test_accuracies"]] == path  # deterministic on this machine
+    assert followed["time_to_target_estimated"] and followed["epochs_timed"] == 3
+    assert followed["epochs_to_target"] == 5 and followed["time_to_target_s"] > followed["total_s"]
+
+    # a recorded path this run leaves: nothing is estimated, it runs on as if there were none
+    other = [path[0], round(path[1] + 0.01, 4), *path[2:], 0.9999, 0.9999]
+    off = bench.keras_io_convnet(tiny_mnist, epochs=4, target=0.9999, follow=other, timed=3)
+    assert not off["time_to_target_estimated"] and off["epochs_timed"] == 4
+    assert off["time_to_target_s"] is None
