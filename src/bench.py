@@ -3,8 +3,10 @@
 python -m src.bench [--quick] [--data PATH/mnist.npz] [--out experiments/bench]
 
 Writes bench-<time>.json and .md (and latest.json/.md) under --out, and partial.json while it runs.
---quick uses subsets and leaves the full-MNIST memory run to the full mode (aim: 10 minutes on a 2-core
-CPU; 9.5 to 20.5 measured with full MNIST as --data, by machine); the full mode uses full MNIST and 25
+--quick uses subsets, times three of the keras-io recipe's epochs where it follows its recorded path
+(KERAS_IO_RECORDED) and leaves the full-MNIST memory run and the default study against the exact
+training to the full mode (aim: 10 minutes on a 2-core CPU; 7.5 measured with full MNIST as --data on a
+slow one, where it took 15.5 to 20.5 before); the full mode uses full MNIST and 25
 epochs where the targets say so (1 h 44 min on a 2-core CPU).
 """
 
