@@ -1,9 +1,11 @@
-"""The quick bench's keras-io row: timed in full off the recorded path, estimated only on it."""
+"""The bench: its keras-io row timed in full off the recorded path and estimated only on it; a bad --data
+file refused before any step."""
 
 import numpy as np
 import pytest
 
 from src import bench
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -39,3 +41,15 @@ def test_keras_io_is_estimated_only_where_it_follows_the_recorded_path(tiny_mnis
     off = bench.keras_io_convnet(tiny_mnist, epochs=4, target=0.9999, follow=other, timed=3)
     assert not off["time_to_target_estimated"] and off["epochs_timed"] == 4
     assert off["time_to_target_s"] is None
+
+
+def test_a_bad_data_file_is_refused_before_any_step(tmp_path):
+    text = tmp_path / "mnist.npz"
+    text.write_text("not an archive")
+    for path, message in ((tmp_path / "nope.npz", "no such file"), (text, "is not an .npz archive")):
+        result = run_cli(
+            "src.bench", "--quick", "--data", str(path), "--out", str(tmp_path / "out"), timeout=60
+        )
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+        assert "[bench" not in result.stdout  # no step started
+    assert not (tmp_path / "out").exists()
