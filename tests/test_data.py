@@ -87,7 +87,7 @@ def test_missing_and_unreadable_files(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         data.read_npz(tmp_path / "nope.npz")
     (tmp_path / "text.npz").write_text("not an archive")
-    with pytest.raises(UserError, match="not a readable .npz"):
+    with pytest.raises(UserError, match="not an .npz archive"):
         data.read_npz(tmp_path / "text.npz")
 
 

@@ -71,7 +71,7 @@ TRAIN_CASES = [
     (["training.strategy=mirrored", "training.devices=[/gpu:7]"], 2, ["training.devices", "/gpu:7"]),
     (["tracking.uri=sqlite:////proc/no-such-dir/mlflow.db"], 2, ["tracking.uri", "/proc/no-such-dir"]),
     (["data.path={root}/missing.npz"], 2, ["data.path", "no such file"]),
-    (["data.path={root}/text.npz"], 2, ["data.path", "not a readable .npz"]),
+    (["data.path={root}/text.npz"], 2, ["data.path", "not an .npz archive"]),
     (["data.path={root}/no_labels.npz"], 2, ["lacks y_train"]),
     (["data.path={root}/wrong_shape.npz"], 2, ["x_train must be (N, 28, 28)"]),
     (["data.path={root}/bad_labels.npz"], 2, ["labels outside 0-9"]),

@@ -54,6 +54,10 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data.path: no such file: {path}")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # else np.load takes it for a pickle and says so
+        raise UserError(f"data.path: {path} is not an .npz archive (expected Keras's mnist.npz)")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in _ARRAYS if k in f}
