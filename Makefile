@@ -62,7 +62,7 @@ MODEL ?= models:/handwritten-digits@champion
 serve-model:  ## MLflow's model server for MODEL on $(HOST):$(PORT) (POST /invocations); uvicorn from the venv
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/mlflow models serve -m "$(MODEL)" --env-manager local -h $(HOST) -p $(PORT)
 
-bench:  ## quick benchmark (aim: 10 minutes; 7.5 measured with DATA on a slow 2-core machine, where it took 15.5 to 20.5 before it left the memory run and the default study to bench-full): tables in experiments/bench/ (DATA=path/mnist.npz for full MNIST)
+bench:  ## quick benchmark (aim: 10 minutes; 7.5 to 9.1 measured with DATA on a slow 2-core machine, where it took 15.5 to 20.5 before it left the memory run and the default study to bench-full): tables in experiments/bench/ (DATA=path/mnist.npz for full MNIST)
 	$(PY) -m src.bench --quick $(if $(DATA),--data $(DATA))
 
 bench-full:  ## the full benchmark: full MNIST, 25 epochs where the targets say so (1 h 39 min and 1 h 44 min measured on 2 cores)
