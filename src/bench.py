@@ -791,6 +791,7 @@ def main(argv: list[str] | None = None) -> int:
         r.update(full_mnist_memory(store, tmp, data_path))
 
     mnist = full_mnist(args.data)
+    r["full_mnist"] = mnist  # None: no --data and no Keras cache; the rows that need it are not measured
     full_data = ["data=mnist", f"data.path={mnist}"] if mnist else None
     fresh = iter(range(1000))
 
@@ -967,10 +968,16 @@ TARGETS = [
 ]
 
 
+# the rows that run on full MNIST or not at all (the others use the offline sample without it)
+NEED_FULL_MNIST = ("fast_baseline", "default_study_full_mnist")
+
+
 def applies(key: str, r: dict) -> str | None:
     """Why a target does not apply to this run (None: it does)."""
     if key == "bf16_vs_float32_train" and r.get("precision_auto_chooses") == "float32":
         return "n/a: the probe measured bf16 slower here, so no run uses it"
+    if key not in r and key.startswith(NEED_FULL_MNIST) and not r.get("full_mnist"):
+        return "not measured: needs full MNIST (--data PATH/mnist.npz, or DATA= for make)"
     if key not in r:
         return "not measured in this mode" + ("" if r["mode"] == "full" else " (make bench-full)")
     return None

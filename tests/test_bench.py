@@ -53,3 +53,14 @@ def test_a_bad_data_file_is_refused_before_any_step(tmp_path):
         assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
         assert "[bench" not in result.stdout  # no step started
     assert not (tmp_path / "out").exists()
+
+
+def test_a_row_not_measured_says_why():
+    quick_without_data = {"mode": "quick", "full_mnist": None}
+    assert "needs full MNIST" in bench.applies("fast_baseline_vs_keras_io_to_99", quick_without_data)
+    assert "make bench-full" in bench.applies("study_exact_vs_fast", quick_without_data)
+    quick = {"mode": "quick", "full_mnist": "/data/mnist.npz", "fast_baseline_vs_keras_io_to_99": 0.2}
+    assert bench.applies("fast_baseline_vs_keras_io_to_99", quick) is None
+    assert "make bench-full" in bench.applies("fast_baseline_long_vs_keras_io_15", quick)
+    full_without_data = {"mode": "full", "full_mnist": None}
+    assert bench.applies("default_study_full_mnist_s", full_without_data).startswith("not measured: needs")
