@@ -214,3 +214,39 @@ def test_the_commands_read_as_sure_at_the_reader_s_own_threshold(command):
     from tests.conftest import CONF
 
     assert OmegaConf.load(CONF / "commands" / f"{command}.yaml").sure == SURE == 0.98
+
+
+@pytest.mark.slow
+def test_the_fit_runs_in_one_blas_thread_and_gives_the_threads_back(digit_model, monkeypatch):
+    """OpenBLAS's waiting threads made the fit 5 to 10 times slower when two trainings ended at once on
+    two cores; the fit (either kind) runs in one BLAS thread, and the process has its threads back after."""
+    import mlflow
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from threadpoolctl import threadpool_info
+
+    from src.data import mnist
+    from src.training.digit_score import cut_crops, fit_digit_score
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    seen: list[set[int]] = []
+    for estimator in (MLPClassifier, LogisticRegression):
+        fit = estimator.fit
+
+        def recording(self, *args, _fit=fit, **kwargs):
+            seen.append(blas_threads())
+            return _fit(self, *args, **kwargs)
+
+        monkeypatch.setattr(estimator, "fit", recording)
+    before = blas_threads()
+    mlflow.set_tracking_uri(digit_model["uri"])
+    model = mlflow.keras.load_model(digit_model["model"])
+    x, y = SAMPLE["x_train"], SAMPLE["y_train"]
+    digits = mnist.Digits("sample", "test", x[:200], y[:200], x[200:300], y[200:300], x[:0], y[:0])
+    crops = cut_crops(digits, 60, seed=5)
+    for hidden in (8, 0):
+        assert fit_digit_score(model, crops, keep=0.98, hidden=hidden) is not None
+    assert seen == [{1}, {1}]
+    assert blas_threads() == before
