@@ -262,3 +262,22 @@ def test_a_run_whose_setup_could_not_be_logged_ends_failed(store, compose_cfg, m
     assert run.info.status == "FAILED" and "is full" in run.data.tags["error"]
     assert mlflow.active_run() is None
     assert not mlflow.MlflowClient().search_model_versions("name='handwritten-digits'")
+
+
+def test_the_misclassified_figure_names_each_wrong_digit_it_shows():
+    from src.tracking.plots import misclassified_figure, plt
+
+    labels = np.arange(50) % 10
+    probabilities = np.eye(10)[labels] * 0.4 + 0.06
+    wrong = [3, 7, 20, 41]  # read as the next digit, at 0.46
+    probabilities[wrong] = np.roll(probabilities[wrong], 1, axis=1)
+    images = np.random.default_rng(0).integers(0, 255, (50, 28, 28), dtype=np.uint8)
+    figure = misclassified_figure(images, labels, probabilities)
+    titles = [t.get_text() for t in figure.axes[0].texts]
+    assert titles == [f"{labels[i]}→{(labels[i] + 1) % 10} (0.46)" for i in wrong]
+    assert figure.texts[0].get_text() == "misclassified: 4 of 50"
+    plt.close(figure)
+
+    many = misclassified_figure(images, (labels + 1) % 10, np.eye(10)[labels])  # every one wrong: 36 shown
+    assert len(many.axes[0].texts) == 36 and many.texts[0].get_text() == "misclassified: 50 of 50"
+    plt.close(many)

@@ -36,16 +36,24 @@ def learning_curves_figure(history: dict[str, list[float]]):
 
 
 def misclassified_figure(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, limit: int = 36):
+    """The first `limit` misclassified digits, six to a row, each titled true→predicted (probability).
+
+    Drawn as one picture in one axes: 36 axes of their own took about 2 s a run to build and save."""
     predictions = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predictions != labels)[:limit]
     cols = 6
     rows = max(1, int(np.ceil(len(wrong) / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.5, rows * 1.7), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, wrong, strict=False):
-        ax.imshow(images[i], cmap="gray")
-        ax.set_title(f"{labels[i]}→{predictions[i]} ({probabilities[i, predictions[i]]:.2f})", fontsize=8)
+    height, width = images.shape[1:3] if len(images) else (28, 28)
+    cell_w, cell_h = width + 8, height + 12  # room between the digits, and above each for its title
+    sheet = np.full((rows * cell_h, cols * cell_w), np.nan)
+    fig, ax = plt.subplots(figsize=(cols * 1.5, rows * 1.7))
+    for k, i in enumerate(wrong):
+        top, left = (k // cols) * cell_h + 10, (k % cols) * cell_w + 4
+        sheet[top : top + height, left : left + width] = images[i].reshape(height, width)
+        title = f"{labels[i]}→{predictions[i]} ({probabilities[i, predictions[i]]:.2f})"
+        ax.text(left + width / 2, top - 2, title, ha="center", va="bottom", fontsize=8)
+    ax.imshow(np.ma.masked_invalid(sheet), cmap="gray", interpolation="nearest")
+    ax.axis("off")
     fig.suptitle(f"misclassified: {len(np.flatnonzero(predictions != labels))} of {len(labels)}", fontsize=10)
     fig.tight_layout()
     return fig
