@@ -86,9 +86,10 @@ def test_mlflow_models_predict_scores_a_file_of_digits(digit_model, tmp_path):
 
 
 def _picture(digit_model, number: list[int]) -> str:
-    digits = _correctly_read_digits(digit_model["model"], digit_model["uri"], number)
+    sizes = [60, 90, 70, 80][: len(number)]
+    digits = _correctly_read_digits(digit_model["model"], digit_model["uri"], number, sizes)
     buffer = io.BytesIO()
-    Image.fromarray(_compose_number(digits, [60, 90, 70, 80][: len(number)])).save(buffer, format="PNG")
+    Image.fromarray(_compose_number(digits, sizes)).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
 
 
