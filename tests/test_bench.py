@@ -64,3 +64,24 @@ def test_a_row_not_measured_says_why():
     assert "make bench-full" in bench.applies("fast_baseline_long_vs_keras_io_15", quick)
     full_without_data = {"mode": "full", "full_mnist": None}
     assert bench.applies("default_study_full_mnist_s", full_without_data).startswith("not measured: needs")
+
+
+def test_the_study_s_gap_is_read_against_the_default_command_s_seed_noise(tmp_path):
+    """One seed's gap to the exact training is reported beside the default command's own spread over
+    seeds: inside its 95% interval for one more run, the gap is seed noise, and the row says so."""
+    noisy = bench.seed_noise([0.903, 0.881, 0.909], 0.882)
+    assert noisy["study_gap_within_seed_noise"]
+    tight = bench.seed_noise([0.903, 0.902, 0.904], 0.882)  # sd 0.1 points: t(0.975, 2) sqrt(4/3) of it
+    assert tight["study_seed_interval_points"] == pytest.approx(0.1 * 4.3027 * np.sqrt(4 / 3), rel=1e-3)
+    assert not tight["study_gap_within_seed_noise"]
+    machine = {"cpus": 2, "processor": "x86_64", "tensorflow": "2", "keras": "3"}
+    for spread, said in ((noisy, "within seed noise"), (tight, "beyond seed noise")):
+        r = {"mode": "full", "date": "today", "machine": machine, "study_accuracy_gap_points": 2.1}
+        r.update(study_fast_seeds=[42, 1, 2], **spread)
+        bench.write(r, tmp_path)
+        row = next(
+            line for line in (tmp_path / "latest.md").read_text().splitlines() if "gap to exact" in line
+        )
+        assert row.split("|")[4].strip().startswith(f"no ({said}")
+        assert r["targets"]["study_accuracy_gap_points"]["met"] is False
+        assert r["targets"]["study_accuracy_gap_points"]["note"].startswith(said)
