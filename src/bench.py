@@ -1079,4 +1079,7 @@ def write(r: dict, out: Path) -> None:
 
 
 if __name__ == "__main__":
+    from src import cli
+
+    cli.outlive_closed_output()  # an hour of bench must not end with its reader (`make bench | head`)
     sys.exit(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
@@ -63,6 +64,58 @@ def command(interrupted: str | None = None) -> Callable[[F], F]:
         return cast(F, run)
 
     return decorate
+
+
+class _ReaderMayLeave:
+    """A standard stream whose reader may go away (`python -m src.train | head`, a closed terminal):
+    from the first write that finds the pipe closed, what the command prints goes to /dev/null and the
+    command carries on. Everything else is the stream's own."""
+
+    def __init__(self, stream: Any, name: str) -> None:
+        self._stream, self._name = stream, name
+        self.diverted = False
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._divert()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._divert()
+
+    def _divert(self) -> None:
+        if self.diverted:
+            return
+        self.diverted = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())  # the stream's own buffer now drains into /dev/null
+        os.close(devnull)
+        if self._name == "stdout":
+            with contextlib.suppress(OSError):  # stderr may be the same closed pipe
+                print(
+                    "note: stdout was closed by its reader; the command goes on without printing there "
+                    "(a training's log file has it all)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def outlive_closed_output() -> None:
+    """A long command (a training) keeps going when whoever reads its output goes away: a closed pipe
+    on stdout or stderr is written to /dev/null instead of ending the run with BrokenPipeError. Call it
+    before Hydra sets up its logging, so that its handlers write through the same guard."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, _ReaderMayLeave):
+            setattr(sys, name, _ReaderMayLeave(stream, name))
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -102,4 +102,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    cli.outlive_closed_output()  # `python -m src.evaluate | head` must not end it
     main()

@@ -133,4 +133,5 @@ def main(cfg: DictConfig) -> Any:
 
 
 if __name__ == "__main__":
+    cli.outlive_closed_output()  # `python -m src.train | head` must not end the training
     main()

@@ -304,3 +304,51 @@ def test_four_trainings_at_once_on_one_store_all_complete(tmp_path, monkeypatch)
         assert "confusion_matrix/test.png" in artifacts
     versions = mlflow.MlflowClient().search_model_versions("name='handwritten-digits'")
     assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4]
+
+
+def test_a_closed_pipe_is_written_to_devnull_and_the_writer_goes_on():
+    from src.cli import _ReaderMayLeave
+
+    read_end, write_end = os.pipe()
+    stream = _ReaderMayLeave(os.fdopen(write_end, "w", buffering=1), "stderr")
+    stream.write("read\n")
+    assert os.read(read_end, 100) == b"read\n"
+    os.close(read_end)  # the reader goes away (`| head`)
+    for _ in range(3):  # the first write finds the pipe closed; none raises
+        assert stream.write("not read\n") == len("not read\n")
+        stream.flush()
+    assert stream.diverted
+    stream.close()
+    unguarded_read, unguarded_write = os.pipe()
+    unguarded = os.fdopen(unguarded_write, "w", buffering=1)
+    os.close(unguarded_read)
+    with pytest.raises(BrokenPipeError):  # what the guard is for: a plain stream raises
+        unguarded.write("not read\n")
+    with pytest.raises(BrokenPipeError):
+        unguarded.close()
+
+
+@pytest.mark.slow
+def test_a_training_whose_output_pipe_closes_still_finishes(store, tmp_path):
+    # `python -m src.train | head -1`: the reader leaves after one line, the training goes on to the end
+    with open(tmp_path / "stderr", "w") as errors:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "src.train", "+experiment=smoke", "backbone=simple_cnn",
+                "training.epochs=2", "training.verbose=1", "training.digit_score.sample=0",
+                "tracking.reader_model=null", f"hydra.run.dir={tmp_path / 'run'}",
+            ],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=errors,
+        )  # fmt: skip
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        process.wait(timeout=600)
+    stderr = (tmp_path / "stderr").read_text()
+    assert first and process.returncode == 0, stderr[-3000:]
+    assert "BrokenPipeError" not in stderr and "stdout was closed by its reader" in stderr
+    use_store(store)
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
+    assert mlflow.MlflowClient().search_registered_models()
+    assert "test accuracy" in (tmp_path / "run" / "train.log").read_text()  # the log file has it all
