@@ -48,7 +48,8 @@ def _text(path: Path, reading: Reading) -> str:
     for i, d in enumerate(reading.digits, start=1):
         alternatives = "  ".join(f"{t['digit']}: {t['probability']:.3f}" for t in d.top)
         unlike = "" if d.looks_like_digit else f"  may not be a digit (digit score {d.digit_score:.2f})"
-        lines.append(f"  digit {i}: {d.digit if d.sure else '?'}  ({alternatives}){unlike}")
+        count = "" if d.count_clear else "  may be more or fewer digits here"
+        lines.append(f"  digit {i}: {d.digit if d.sure else '?'}  ({alternatives}){unlike}{count}")
     return "\n".join(lines)
 
 

@@ -166,6 +166,8 @@ def test_recognition_keeps_wide_digits_whole_and_takes_touching_pairs_apart(digi
     assert sum(c == 2 for c in counts) >= 0.5 * len(pairs), counts
     # the two digits of one blob are pieces cut out of it
     assert all(crop.cut for r in readings if len(r) == 2 for crop in r)
+    # and each crop says how far ahead its blob's count of digits was (inf: no other count possible)
+    assert all(crop.count_margin is not None and crop.count_margin >= 0 for r in readings for crop in r)
 
 
 def _overlapping_pair(gray) -> bool:
@@ -338,6 +340,59 @@ def test_an_unsure_digit_shows_as_a_question_mark_with_its_alternatives():
     assert [t["digit"] for t in reading.digits[1].top[:2]] == [1, 7]
     p[1, 1] = 0.95
     assert reader.read(crops).text == "317" and reader.read(crops).sure
+
+
+def test_a_digit_whose_blob_may_hold_another_count_of_digits_is_unsure():
+    """Two touching digits read as one (81 as 8) can be confident digit by digit: the segmentation's
+    margin between its best count of digits for the blob and the next best makes the reading unsure."""
+    from src.reading.reader import COUNT_MARGIN, Reader
+
+    reader = Reader()
+    p = np.full((2, 10), 0.001)
+    p[0, 8], p[1, 4] = 0.995, 0.995
+
+    def crops(margins):
+        image = np.zeros((28, 28), np.uint8)
+        return [
+            segmentation.DigitCrop(image, (i, 0, i + 1, 1), p[i], count_margin=m)
+            for i, m in enumerate(margins)
+        ]
+
+    reading = reader.read(crops([COUNT_MARGIN / 3, np.inf]))
+    assert reading.number == "84" and reading.text == "?4" and not reading.sure
+    assert [d.count_clear for d in reading.digits] == [False, True]
+    assert reading.message == "may be more or fewer digits: digit 1"
+    for margins in ([COUNT_MARGIN + 1, np.inf], [None, None]):  # clear, or not chosen by recognition
+        reading = reader.read(crops(margins))
+        assert reading.text == "84" and reading.sure and reading.message == ""
+
+
+def test_the_best_split_of_a_blob_says_how_far_ahead_its_count_of_digits_is():
+    mask = np.zeros((20, 40), bool)
+    mask[10, :] = True  # one stroke through the blob: a cut at column 20 crosses it once
+    edges = [0, 20, 40]
+    pieces = {key: (index, None, None, 0.0, 1.0) for index, key in enumerate([(0, 1), (1, 2), (0, 2)])}
+    means, spreads = np.zeros(10), np.ones(10)  # every piece as wide as its class is (no shape cost)
+
+    def split(halves: float, whole: float):
+        p = np.full((3, 10), 1e-6)
+        p[0, 1], p[1, 7], p[2, 4] = halves, halves, whole
+        return segmentation._best_split(mask, edges, pieces, p, means, spreads, 3)
+
+    # the two halves read well and the whole poorly: two digits, ahead by their log-probabilities less
+    # the cut's cost
+    chosen, value, margin = split(0.99, 0.01)
+    assert chosen == [(0, 1), (1, 2)]
+    assert margin == pytest.approx(2 * np.log(0.99) - segmentation.CUT_COST - np.log(0.01))
+    # both read about as well: one digit, barely ahead
+    chosen, value, margin = split(0.99, 0.3)
+    assert chosen == [(0, 2)] and margin == pytest.approx(
+        np.log(0.3) - 2 * np.log(0.99) + segmentation.CUT_COST
+    )
+    assert 0 < margin < 1
+    # a blob without a cut to offer: no other count, no doubt
+    whole = {(0, 1): (0, None, None, 0.0, 1.0)}
+    assert segmentation._best_split(mask, [0, 40], whole, np.eye(10)[[4]], means, spreads, 3)[2] == np.inf
 
 
 def test_a_photo_with_a_shadow_and_faint_ink_is_read_as_dark_ink_on_paper():

@@ -84,6 +84,7 @@ def create_app(classifier, max_bytes: int = 5_000_000, top: int = 3) -> FastAPI:
                         "sure": d.sure,
                         "digit_score": d.digit_score,
                         "looks_like_digit": d.looks_like_digit,
+                        "count_clear": d.count_clear,
                         "top": d.top,
                         "box": d.box,
                         "crop": _png(c.image),

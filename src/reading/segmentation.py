@@ -55,6 +55,9 @@ class DigitCrop:
     digit_score: float | None = None  # how much it looks like a digit (src/reading/digit_score.py)
     # cut out of a blob read as several digits: where it ends is the segmentation's guess, not a gap
     cut: bool = False
+    # how much better (in the joint score's log units) its blob reads as this many digits than as any
+    # other number of digits (inf: no other count was possible; None: not chosen by recognition)
+    count_margin: float | None = None
 
 
 # Segmentation by recognition: a cut costs CUT_COST, plus CROSSING_COST for each stroke it crosses beyond
@@ -454,22 +457,22 @@ def read_line(
         like = 0.0 if likeness is None else DIGIT_SCORE_WEIGHT * np.log(max(likeness[index], 1e-6))
         return float(np.log(max(probabilities[index].max(), 1e-12)) + like)
 
-    def best(plan: tuple) -> tuple[list, float]:
+    def best(plan: tuple) -> tuple[list, float, float]:
         blob, edges, pieces = plan
-        split, value = _best_split(
+        split, value, margin = _best_split(
             blob.mask, edges, pieces, probabilities, means, spreads, max_per_blob, likeness
         )
-        return [pieces[key] for key in split], value
+        return [pieces[key] for key in split], value, margin
 
     chosen = [best(plan) for plan in plans]
     crops, k = [], 0
     while k < len(chosen):
-        use = chosen[k][0]
+        use, _, margin = chosen[k]
         # two overlapping blobs: one digit in two strokes (a 4, a 5) or broken (a lifted pen, a faint
         # fine line), or two digits? The better reading decides; apart, each blob stands as a piece of
         # both would, short of their height at a cost
         if k in joined:
-            together, value = best(joined[k])
+            together, value, together_margin = best(joined[k])
             tall = joined[k][0].mask.shape[0]
             apart = chosen[k][1] + chosen[k + 1][1]
             apart -= sum(
@@ -478,10 +481,12 @@ def read_line(
             weakest = min(alone(piece[0]) for piece in (*chosen[k][0], *chosen[k + 1][0]))
             if value > apart + MERGE_COST and weakest < WEAK:
                 use, k = together, k + 1
+                margin = min(together_margin, value - apart - MERGE_COST)
         for index, image, box, _, _ in use:
             digit_score = None if likeness is None else float(likeness[index])
             box = box if shear is None else shear.unshear(box, gray.shape[1])
-            crops.append(DigitCrop(image, box, probabilities[index], digit_score, cut=len(use) > 1))
+            cut = len(use) > 1
+            crops.append(DigitCrop(image, box, probabilities[index], digit_score, cut, count_margin=margin))
         k += 1
     return crops
 
@@ -622,9 +627,10 @@ def _piece_score(p, log_aspect, height, means, spreads, likeness, index) -> floa
 
 def _best_split(
     mask, edges, pieces, probabilities, means, spreads, max_per_blob, likeness=None
-) -> tuple[list[tuple[int, int]], float]:
+) -> tuple[list[tuple[int, int]], float, float]:
     """The pieces (i, j) of the best segmentation of one blob and its score: a dynamic programme over
-    cut positions."""
+    cut positions. Also how much better that score is than the best with any other number of pieces
+    (inf: no other number is possible)."""
 
     def score(i: int, j: int) -> float:
         if (i, j) not in pieces:
@@ -650,14 +656,16 @@ def _best_split(
                     best[(j, k)] = (value, i)
     ends = [(best[(n, k)][0], k) for k in range(1, max_per_blob + 1) if (n, k) in best]
     if not ends:
-        return ([(0, n)] if (0, n) in pieces else []), -np.inf
+        return ([(0, n)] if (0, n) in pieces else []), -np.inf, np.inf
     value, k = max(ends)
+    others = [v for v, count in ends if count != k]
+    margin = value - max(others) if others else np.inf
     split, j = [], n
     while k > 0:
         i = best[(j, k)][1]
         split.append((i, j))
         j, k = i, k - 1
-    return split[::-1], value
+    return split[::-1], value, margin
 
 
 # MNIST's strokes are about 2 to 3 pixels wide in its 20-pixel box; a pen much thinner than that (a fine
