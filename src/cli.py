@@ -92,9 +92,14 @@ class _ReaderMayLeave:
         if self.diverted:
             return
         self.diverted = True
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, self._stream.fileno())  # the stream's own buffer now drains into /dev/null
-        os.close(devnull)
+        try:
+            descriptor = self._stream.fileno()
+        except (OSError, ValueError):  # a stream without a file descriptor: replaced instead
+            self._stream = open(os.devnull, "w")  # noqa: SIM115 (open for the rest of the command)
+        else:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, descriptor)  # the stream's own buffer now drains into /dev/null
+            os.close(devnull)
         if self._name == "stdout":
             with contextlib.suppress(OSError):  # stderr may be the same closed pipe
                 print(

@@ -328,6 +328,24 @@ def test_a_closed_pipe_is_written_to_devnull_and_the_writer_goes_on():
         unguarded.close()
 
 
+def test_a_closed_stream_without_a_file_descriptor_is_replaced():
+    import io
+
+    from src.cli import _ReaderMayLeave
+
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self):
+            raise io.UnsupportedOperation("fileno")
+
+    stream = _ReaderMayLeave(Closed(), "stderr")
+    assert stream.write("not read\n") == len("not read\n") and stream.diverted
+    assert stream.write("not read either\n") == len("not read either\n")  # to /dev/null now
+    stream.flush()
+
+
 @pytest.mark.slow
 def test_a_training_whose_output_pipe_closes_still_finishes(store, tmp_path):
     # `python -m src.train | head -1`: the reader leaves after one line, the training goes on to the end
