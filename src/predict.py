@@ -49,7 +49,8 @@ def _text(path: Path, reading: Reading) -> str:
         alternatives = "  ".join(f"{t['digit']}: {t['probability']:.3f}" for t in d.top)
         unlike = "" if d.looks_like_digit else f"  may not be a digit (digit score {d.digit_score:.2f})"
         count = "" if d.count_clear else "  may be more or fewer digits here"
-        lines.append(f"  digit {i}: {d.digit if d.sure else '?'}  ({alternatives}){unlike}{count}")
+        small = "" if d.height_clear else f"  much smaller than the rest ({d.height_share:.0%} as tall)"
+        lines.append(f"  digit {i}: {d.digit if d.sure else '?'}  ({alternatives}){unlike}{count}{small}")
     return "\n".join(lines)
 
 

@@ -137,6 +137,10 @@ def test_bad_requests_get_clear_answers_and_the_server_keeps_serving(draw_server
     assert (
         answer["text"] == ("1" if answer["sure"] else "?") and answer["digits"][0]["sure"] == answer["sure"]
     )
+    # each digit says why it may be unsure: the digit score, the count of digits, its height in the line
+    one = answer["digits"][0]
+    assert one["looks_like_digit"] in (True, False) and one["count_clear"] in (True, False)
+    assert one["height_share"] == 1.0 and one["height_clear"] is True  # a digit alone is its line's tallest
     # the page's own request: the picture in JSON with its strokes; a malformed one gets one line
     drawing = {"picture": base64.b64encode(_png(page)).decode(), "strokes": [[[60, 20], [60, 99]]], "pen": 10}
     status, answer = _post(draw_server, json.dumps(drawing).encode(), "application/json")

@@ -367,6 +367,60 @@ def test_a_digit_whose_blob_may_hold_another_count_of_digits_is_unsure():
         assert reading.text == "84" and reading.sure and reading.message == ""
 
 
+def test_a_digit_much_smaller_than_the_rest_of_its_line_is_unsure():
+    """A speck or a broken-off tick read as a confident "1" a seventh as tall as its neighbours is not a
+    digit of the number: it reads as unsure, and says why; digits of about one height stay sure."""
+    from src.reading.reader import MIN_HEIGHT, Reader
+
+    reader = Reader()
+    p = np.full((3, 10), 0.001)
+    p[0, 3], p[1, 1], p[2, 4] = 0.995, 0.995, 0.995
+
+    def crops(heights):
+        image = np.zeros((28, 28), np.uint8)
+        return [
+            segmentation.DigitCrop(image, (40 * i, 10, 40 * i + 20, 10 + h), p[i])
+            for i, h in enumerate(heights)
+        ]
+
+    reading = reader.read(crops([100, 15, 95]))
+    assert reading.number == "314" and reading.text == "3?4" and not reading.sure
+    assert [d.height_clear for d in reading.digits] == [True, False, True]
+    assert reading.digits[1].height_share == 0.15
+    assert reading.message == "much smaller than the rest: digit 2"
+    tall_enough = round(100 * MIN_HEIGHT) + 1
+    for heights in ([100, 80, 95], [100, tall_enough, 95]):
+        reading = reader.read(crops(heights))
+        assert reading.text == "314" and reading.sure and reading.message == ""
+    alone = reader.read(crops([15]))  # one small digit has nothing to be smaller than
+    assert alone.sure and alone.digits[0].height_share == 1.0
+
+
+@pytest.mark.slow
+def test_a_tick_beside_a_number_reads_as_an_unsure_digit(digit_model):
+    """The composed number with a short mark well after it (a comma-like tick, a fifth of the digits'
+    height, too big to be dropped as a speck): whatever it reads as, it is not sure, and the digits
+    before it keep their readings."""
+    from src.data.pictures import compose_number
+
+    classifier = _classifier(digit_model)
+    x = SAMPLE["x_test"]
+    number = compose_number([x[i] for i in range(200, 204)], np.random.default_rng(2), gaps=(0.3, 0.6))
+    height, width = number.shape
+    gray = np.full((height, width + 80), 255.0, np.float32)
+    gray[:, :width] = number
+    rows = np.nonzero((number < 128).any(axis=1))[0]
+    tick = (rows[-1] - rows[0]) // 5
+    gray[rows[0] + 10 : rows[0] + 10 + tick, width + 40 : width + 47] = 0.0
+    _, plain = classifier.read_picture(_png(number.astype(np.uint8)))
+    reading, crops = classifier.read_picture(_png(gray.astype(np.uint8)))
+    before = "".join(str(int(np.argmax(c.probabilities))) for c in plain)
+    assert len(crops) > len(plain) and reading.number.startswith(before), (before, reading)
+    for tick_read in reading.digits[len(plain) :]:  # read as one digit or more, each of them doubted
+        assert not tick_read.height_clear and not tick_read.sure and tick_read.height_share < 0.25
+    assert not reading.sure and "much smaller than the rest" in reading.message
+
+
 def test_the_best_split_of_a_blob_says_how_far_ahead_its_count_of_digits_is():
     mask = np.zeros((20, 40), bool)
     mask[10, :] = True  # one stroke through the blob: a cut at column 20 crosses it once

@@ -85,6 +85,8 @@ def create_app(classifier, max_bytes: int = 5_000_000, top: int = 3) -> FastAPI:
                         "digit_score": d.digit_score,
                         "looks_like_digit": d.looks_like_digit,
                         "count_clear": d.count_clear,
+                        "height_share": d.height_share,
+                        "height_clear": d.height_clear,
                         "top": d.top,
                         "box": d.box,
                         "crop": _png(c.image),
