@@ -66,22 +66,27 @@ def test_a_row_not_measured_says_why():
     assert bench.applies("default_study_full_mnist_s", full_without_data).startswith("not measured: needs")
 
 
-def test_the_study_s_gap_is_read_against_the_default_command_s_seed_noise(tmp_path):
-    """One seed's gap to the exact training is reported beside the default command's own spread over
-    seeds: inside its 95% interval for one more run, the gap is seed noise, and the row says so."""
-    noisy = bench.seed_noise([0.903, 0.881, 0.909], 0.882)
+def test_the_study_s_gap_is_the_mean_of_paired_seeds_read_against_its_own_spread(tmp_path):
+    """The default command against the exact training with the same seed, three seeds: the target row is
+    the size of the mean of the seeds' gaps, each seed's gap is shown beside it, and where the mean's 95%
+    interval holds 0 the row says the gap is within seed noise."""
+    noisy = bench.paired_gaps([0.9032, 0.8827, 0.8940], [0.8824, 0.9047, 0.8880])  # +2.08, -2.20, +0.60
+    assert noisy["study_seed_gaps_points"] == [2.08, -2.2, 0.6]
+    assert noisy["study_accuracy_gap_points"] == pytest.approx(abs(2.08 - 2.20 + 0.60) / 3, abs=1e-9)
     assert noisy["study_gap_within_seed_noise"]
-    tight = bench.seed_noise([0.903, 0.902, 0.904], 0.882)  # sd 0.1 points: t(0.975, 2) sqrt(4/3) of it
-    assert tight["study_seed_interval_points"] == pytest.approx(0.1 * 4.3027 * np.sqrt(4 / 3), rel=1e-3)
-    assert not tight["study_gap_within_seed_noise"]
+    tight = bench.paired_gaps([0.903, 0.902, 0.904], [0.881, 0.881, 0.881])  # 2.2, 2.1, 2.3: sd 0.1 points
+    assert tight["study_gap_interval_points"] == pytest.approx(0.1 * 4.3027 / np.sqrt(3), rel=1e-3)
+    assert (
+        tight["study_accuracy_gap_points"] == pytest.approx(2.2) and not tight["study_gap_within_seed_noise"]
+    )
     machine = {"cpus": 2, "processor": "x86_64", "tensorflow": "2", "keras": "3"}
-    for spread, said in ((noisy, "within seed noise"), (tight, "beyond seed noise")):
-        r = {"mode": "full", "date": "today", "machine": machine, "study_accuracy_gap_points": 2.1}
-        r.update(study_fast_seeds=[42, 1, 2], **spread)
+    for gaps, met, said in ((noisy, True, "mean of 3 seeds' paired gaps"), (tight, False, "mean of 3 seeds")):
+        r = {"mode": "full", "date": "today", "machine": machine, "study_fast_seeds": [42, 1, 2], **gaps}
         bench.write(r, tmp_path)
         row = next(
             line for line in (tmp_path / "latest.md").read_text().splitlines() if "gap to exact" in line
         )
-        assert row.split("|")[4].strip().startswith(f"no ({said}")
-        assert r["targets"]["study_accuracy_gap_points"]["met"] is False
-        assert r["targets"]["study_accuracy_gap_points"]["note"].startswith(said)
+        assert row.split("|")[4].strip().startswith(f"{'yes' if met else 'no'} ({said}")
+        assert "42: +2.08, 1: -2.20, 2: +0.60" in row if gaps is noisy else "42: +2.20" in row
+        assert ("within seed noise" in row) is gaps["study_gap_within_seed_noise"]
+        assert r["targets"]["study_accuracy_gap_points"]["met"] is met
