@@ -28,7 +28,7 @@ def train(
     """
     from src import data, tracking
     from src.tracking import access
-    from src.training import distribute, fit
+    from src.training import distribute, fit, non_digits
 
     if not cfg.training.enabled:
         from src.evaluate import evaluate_registered
@@ -39,6 +39,15 @@ def train(
     access.check_login(uri)
     tracking.check_folder(uri)
     digits = data.load_digits(cfg.data, strict=cfg.strict)
+    # generated non-digits and digits cut as a reader cuts them, for the training split: cut in another
+    # process while TensorFlow loads and the model is built (src/training/non_digits.py)
+    extra = non_digits.start(
+        digits.x_train,
+        digits.y_train,
+        round(cfg.training.non_digits.share * len(digits.x_train)),
+        round(cfg.training.non_digits.as_read * len(digits.x_train)),
+        cfg.training.seed,
+    )
     if cfg.training.resume:  # nothing is written to the store before this
         tracking.use_store(cfg.tracking, create=False)
         tracking.check_resumable(cfg.training.resume, fit.checkpoint_dir(cfg, cfg.training.resume))
@@ -72,7 +81,7 @@ def train(
             # the digit score's crops are cut while the model trains: started here, not earlier, they would
             # hold back the start-up's Python (the first step came 3 s later)
             crops = cut_in_background(digits, cfg.training.digit_score.sample, cfg.training.seed)
-            fit.fit_route(cfg, route, digits, checkpoints, sweep)
+            fit.fit_route(cfg, route, digits, checkpoints, sweep, non_digits=extra)
             validation, temperature = fit.score_training(cfg, network, route, digits)
             test = evaluate(route.trainee, route.inputs["test"], digits.y_test, "test")
             tracking.log_evaluation(test, images=digits.x_test)

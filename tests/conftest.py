@@ -118,22 +118,36 @@ def smoke_sweep(tmp_path_factory):
     return {"uri": uri, "stdout": result.stdout, "stderr": result.stderr, "dir": root}
 
 
+def _preset_model(root: Path, *overrides: str) -> dict:
+    from src.train import train
+
+    uri = new_store(root)
+    overrides = (
+        "+experiment=fast_baseline", "data=mnist_sample", "training.epochs=10", "training.verbose=0",
+        f"tracking.uri={uri}", *overrides,
+    )  # fmt: skip
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides))
+    scores = train(cfg)
+    return {"uri": uri, "model": "models:/handwritten-digits/1", "test_accuracy": scores["test_accuracy"]}
+
+
 @pytest.fixture(scope="session")
 def digit_model(tmp_path_factory):
     """The fast_baseline preset trained on the offline sample (about 97% accurate, in seconds),
     registered in its own store."""
-    from src.train import train
+    return _preset_model(tmp_path_factory.mktemp("digit_model"))
 
-    root = tmp_path_factory.mktemp("digit_model")
-    uri = new_store(root)
-    overrides = [
-        "+experiment=fast_baseline", "data=mnist_sample", "training.epochs=10", "training.verbose=0",
-        f"tracking.uri={uri}",
-    ]  # fmt: skip
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    scores = train(cfg)
-    return {"uri": uri, "model": "models:/handwritten-digits/1", "test_accuracy": scores["test_accuracy"]}
+
+@pytest.fixture(scope="session")
+def digit_model_without_non_digits(tmp_path_factory):
+    """digit_model trained on digits alone (training.non_digits off): a model whose probabilities are
+    sure of many non-digits, for what the digit score does on its own."""
+    return _preset_model(
+        tmp_path_factory.mktemp("digit_model_without_non_digits"),
+        "training.non_digits.share=0",
+        "training.non_digits.as_read=0",
+    )
 
 
 def use_store(uri: str) -> None:

@@ -95,6 +95,11 @@ def test_a_schedule_s_length_is_filled_in_from_the_run(compose_cfg):
         (["training.digit_score.sample=-1"], "training.digit_score.sample"),
         (["training.digit_score.hidden=-1"], "training.digit_score.hidden"),
         (["training.digit_score.keep_cut=0.99"], "keep_cut: 0.99 is not a number > 0.5 and < 0.98"),
+        (
+            ["training.non_digits.share=1.5"],
+            "training.non_digits.share: 1.5 is not a number >= 0.0 and < 1.0",
+        ),
+        (["training.non_digits.as_read=-0.1"], "training.non_digits.as_read"),
         (["training.precision=fast"], "auto, float32"),
         (["backbone.freeze_batchnorm=maybe"], "backbone.freeze_batchnorm"),
         (["tracking.champion.metric=test_accuracy"], "the test set never chooses"),

@@ -54,8 +54,11 @@ def fit(
     augment=None,
     checkpoints: str | Callable[[], str] | None = None,
     extra_callbacks: list | None = None,
+    non_digits=None,
 ) -> tuple[dict, float]:
     """Compile and fit with the configured optimizer, augmentation and callbacks; logs every epoch.
+    `non_digits` (src/training/non_digits.py: crops being cut) joins the training split of an exact
+    route.
 
     `trainee` is the whole model on digits (route "exact", augmented by `augment`), or the top on
     backbone features ("cached"; "echoed": one of several augmented views per digit each epoch). With
@@ -69,12 +72,36 @@ def fit(
     from src.training.callbacks import checkpoint_saver, epoch_logger, last_logged_epoch
 
     batch_size = cfg.training.batch_size
+    x_train, y_train = inputs["train"], digits.y_train
+    loss, metric = "sparse_categorical_crossentropy", "accuracy"
+    if non_digits is not None and route != "exact":
+        log.warning(
+            "non-digits: not trained on (training.non_digits): the %s route trains the top on the backbone's "
+            "features of the training split; only an exact route trains on them",
+            route,
+        )
+    elif non_digits is not None:
+        import numpy as np
+
+        from src.training.non_digits import NOT_A_DIGIT, loss_and_metric
+
+        images, labels, seconds = non_digits.result()
+        x_train = np.concatenate([x_train, images[..., None].astype(x_train.dtype)])
+        y_train = np.concatenate([y_train, labels.astype(y_train.dtype)])
+        loss, metric = loss_and_metric()
+        log.info(
+            "non-digits: %d generated non-digits (toward even probabilities) and %d training digits as a "
+            "reader cuts them join the training split (cut in %.1f s while the command started)",
+            int((labels == NOT_A_DIGIT).sum()),
+            int((labels != NOT_A_DIGIT).sum()),
+            seconds,
+        )
     if route == "echoed":
         train_ds = features.echo_dataset(inputs["train"], digits.y_train, batch_size, cfg.training.seed)
     else:
         train_ds = data.make_dataset(
-            inputs["train"],
-            digits.y_train,
+            x_train,
+            y_train,
             batch_size,
             shuffle=True,
             augment=augment if route == "exact" else None,
@@ -90,8 +117,8 @@ def fit(
     tracking.when_open(lambda: tracking.log_xla(xla, total_steps))
     trainee.compile(
         optimizer=optimizer(cfg.training.optimizer, total_steps),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss=loss,
+        metrics=[metric],
         jit_compile=xla,
         # many small steps of the top alone: run several per call so Python does not dominate (not under
         # MirroredStrategy, where Keras cannot run several steps per call: keras-team/keras#19246)
@@ -115,7 +142,12 @@ def fit(
             verbose=verbosity(cfg.training.verbose),
             shuffle=False,  # the pipeline shuffles
         )
-    return history.history, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if loss != "sparse_categorical_crossentropy":  # saved with Keras's own loss: it loads anywhere
+        trainee.compile(
+            optimizer=trainee.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
+    return history.history, seconds
 
 
 # XLA's compilation of the top's step costs about 1.5 s once and saves about 1 ms a step (measured on
@@ -205,7 +237,12 @@ def calibrate(network, validation) -> float | None:
 
 
 def fit_route(
-    cfg: DictConfig, route, digits, checkpoints: str | Callable[[], str] | None, sweep: dict
+    cfg: DictConfig,
+    route,
+    digits,
+    checkpoints: str | Callable[[], str] | None,
+    sweep: dict,
+    non_digits=None,
 ) -> float:
     """Fit the route's trainee; returns the seconds it took. A search's trial may be pruned after any
     epoch (TrialPruned); a loss that is no longer finite fails the run (TrainingDiverged)."""
@@ -224,6 +261,7 @@ def fit_route(
         augment=route.augment,
         checkpoints=checkpoints,
         extra_callbacks=[pruner] if pruner else [],
+        non_digits=non_digits,
     )
     if pruner and pruner.pruned:
         from src.training.callbacks import TrialPruned

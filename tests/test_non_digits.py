@@ -1,0 +1,106 @@
+"""Training on generated non-digits toward even probabilities (src/training/non_digits.py): the loss,
+the accuracy that leaves them out, the crops, and what a model trained with them reads."""
+
+import numpy as np
+import pytest
+
+from src.data import SAMPLE_PATH
+from src.training import non_digits
+from src.training.non_digits import NOT_A_DIGIT
+
+SAMPLE = np.load(SAMPLE_PATH)
+
+
+def test_a_digit_is_scored_against_its_label_and_a_non_digit_against_even_probabilities():
+    loss, accuracy = non_digits.loss_and_metric()
+    sure_three = np.full((1, 10), 0.01, np.float32)
+    sure_three[0, 3] = 0.91
+    even = np.full((1, 10), 0.1, np.float32)
+    labels = np.array([3, NOT_A_DIGIT])
+    both = np.asarray(loss(labels, np.concatenate([sure_three, sure_three])))
+    np.testing.assert_allclose(both[0], -np.log(0.91), rtol=1e-5)  # a digit: its own class's log
+    np.testing.assert_allclose(both[1], -np.mean(np.log(sure_three)), rtol=1e-5)  # a non-digit: all ten
+    # a non-digit's loss is least (log 10) where the probabilities are even, and more the surer they are
+    np.testing.assert_allclose(np.asarray(loss(np.array([NOT_A_DIGIT]), even))[0], np.log(10), rtol=1e-5)
+    assert both[1] > np.log(10) + 1
+    # accuracy counts the digits alone, whatever a non-digit reads as
+    accuracy.update_state(np.array([3, 5, NOT_A_DIGIT, NOT_A_DIGIT]), np.concatenate([sure_three] * 4))
+    assert accuracy.name == "accuracy" and float(accuracy.result()) == pytest.approx(0.5)
+
+
+def test_the_crops_are_the_seeds_own_and_digits_keep_their_labels():
+    x, y = SAMPLE["x_train"][:120], SAMPLE["y_train"][:120]
+    images, labels = non_digits.crops(x, y, count=50, as_read=60, seed=3)
+    assert images.shape[1:] == (28, 28) and images.dtype == np.uint8 and len(images) == len(labels)
+    assert (labels == NOT_A_DIGIT).sum() == 50  # 20 scribbles' and 10 smudges' crops, letters to 50
+    assert 55 <= (labels != NOT_A_DIGIT).sum() <= 60 and set(labels[labels != NOT_A_DIGIT]) <= set(range(10))
+    again, _ = non_digits.crops(x, y, count=50, as_read=60, seed=3)
+    np.testing.assert_array_equal(images, again)
+    assert not np.array_equal(images, non_digits.crops(x, y, count=50, as_read=60, seed=4)[0])
+    # a digit cut out as a reader cuts it still reads as its label to a model trained on MNIST: here, its
+    # nearest training digit (by pixels, after the same cut) has the same label most of the time
+    reference, reference_labels = non_digits.crops(
+        SAMPLE["x_train"][1000:2000], SAMPLE["y_train"][1000:2000], 0, 1000, 0
+    )
+    digits = images[labels != NOT_A_DIGIT].reshape(-1, 784).astype(np.float32)
+    distances = ((digits[:, None] - reference.reshape(-1, 784).astype(np.float32)[None]) ** 2).sum(-1)
+    nearest = reference_labels[distances.argmin(1)]
+    assert (nearest == labels[labels != NOT_A_DIGIT]).mean() >= 0.8
+
+
+def test_the_crops_cut_in_another_process_are_those_cut_here():
+    x, y = SAMPLE["x_train"][:200], SAMPLE["y_train"][:200]
+    pending = non_digits.start(x, y, 30, 40, seed=5)
+    assert pending is not None and pending.future is not None  # a process of its own
+    images, labels, seconds = pending.result()
+    here, here_labels, _ = non_digits.Pending(None, pending.arguments).result()
+    np.testing.assert_array_equal(images, here)
+    np.testing.assert_array_equal(labels, here_labels)
+    assert seconds > 0 and (labels == NOT_A_DIGIT).sum() == 30
+    assert non_digits.start(x, y, 0, 0, seed=5) is None
+
+
+@pytest.mark.slow
+def test_a_model_trained_with_non_digits_is_less_sure_of_them_and_still_reads_digits(tmp_path):
+    """The fast_baseline preset on the offline sample, with and without non-digits (the same seed): the one
+    trained with them gives scribbles and letters of another draw lower top probabilities, reads the
+    validation digits about as well, and is saved with Keras's own loss (it loads without this project)."""
+    from pathlib import Path
+
+    import keras
+    import mlflow
+    from hydra import compose, initialize_config_dir
+
+    from src.data.pictures import non_digits as pictures
+    from src.reading import segmentation
+    from src.train import train
+    from src.training.digit_score import printed_letters
+
+    from .conftest import CONF, new_store
+
+    others = pictures(np.random.default_rng(77), scribbles=150, smudges=0)
+    crops = [c.image for g in others["scribbles"] for c in segmentation.digit_crops(g)]
+    crops += printed_letters(np.random.default_rng(78), 100)
+    crops = np.stack(crops)
+    found = {}
+    for share in (0.0, 0.3):
+        uri = new_store(tmp_path / str(share))
+        overrides = [
+            "+experiment=fast_baseline", "data=mnist_sample", "training.epochs=6", "training.verbose=0",
+            "training.digit_score.sample=0", "tracking.reader_model=null", f"tracking.uri={uri}",
+            f"training.non_digits.share={share}", f"training.non_digits.as_read={share}",
+        ]  # fmt: skip
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            scores = train(compose(config_name="train", overrides=overrides))
+        mlflow.set_tracking_uri(uri)
+        folder = mlflow.artifacts.download_artifacts(
+            "models:/handwritten-digits/1", dst_path=str(tmp_path / f"model{share}")
+        )
+        model = keras.models.load_model(next(Path(folder).rglob("*.keras")))  # no custom objects
+        assert model.loss == "sparse_categorical_crossentropy"
+        found[share] = (scores["val_accuracy"], model.predict(crops[..., None], verbose=0).max(1))
+    (plain_accuracy, plain), (exposed_accuracy, exposed) = found[0.0], found[0.3]
+    assert exposed.mean() < plain.mean() - 0.1, (exposed.mean(), plain.mean())
+    sure, sure_before = (exposed >= 0.98).mean(), (plain >= 0.98).mean()
+    assert sure < 0.5 * sure_before, (sure, sure_before)
+    assert exposed_accuracy >= plain_accuracy - 0.02, (exposed_accuracy, plain_accuracy)
