@@ -90,8 +90,9 @@ def validate_training(cfg: DictConfig) -> None:
     _choice(cfg, "training.precision", ("auto", "float32", "mixed_bfloat16", "mixed_float16"))
     _whole(cfg, "training.echo_views", 0)
     _whole(cfg, "training.train_eval_sample", 1, allow_none=True)
-    _number(cfg, "training.non_digits.share", 0.0, 1.0, low_open=False)
-    _number(cfg, "training.non_digits.as_read", 0.0, 1.0, low_open=False)
+    if cfg.training.get("non_digits") is not None:
+        _number(cfg, "training.non_digits.share", 0.0, 1.0, low_open=False)
+        _number(cfg, "training.non_digits.as_read", 0.0, 1.0, low_open=False)
     _whole(cfg, "training.digit_score.sample", 0)
     _whole(cfg, "training.digit_score.hidden", 0)
     _number(cfg, "training.digit_score.keep", 0.5, 1.0)

@@ -40,12 +40,14 @@ def train(
     tracking.check_folder(uri)
     digits = data.load_digits(cfg.data, strict=cfg.strict)
     # generated non-digits and digits cut as a reader cuts them, for the training split: cut in another
-    # process while TensorFlow loads and the model is built (src/training/non_digits.py)
+    # process while TensorFlow loads and the model is built (src/training/non_digits.py). A run logged
+    # before the key existed (src.rerun) trained without them.
+    shares = cfg.training.get("non_digits") or {}
     extra = non_digits.start(
         digits.x_train,
         digits.y_train,
-        round(cfg.training.non_digits.share * len(digits.x_train)),
-        round(cfg.training.non_digits.as_read * len(digits.x_train)),
+        round(shares.get("share", 0.0) * len(digits.x_train)),
+        round(shares.get("as_read", 0.0) * len(digits.x_train)),
         cfg.training.seed,
     )
     if cfg.training.resume:  # nothing is written to the store before this

@@ -104,3 +104,60 @@ def test_a_model_trained_with_non_digits_is_less_sure_of_them_and_still_reads_di
     sure, sure_before = (exposed >= 0.98).mean(), (plain >= 0.98).mean()
     assert sure < 0.5 * sure_before, (sure, sure_before)
     assert exposed_accuracy >= plain_accuracy - 0.02, (exposed_accuracy, plain_accuracy)
+
+
+def _start_in_a_daemon(queue):
+    x, y = SAMPLE["x_train"][:100], SAMPLE["y_train"][:100]
+    pending = non_digits.start(x, y, 10, 20, seed=5)
+    images, labels, _ = pending.result()
+    queue.put((pending.future is None, images, labels))
+
+
+def test_a_worker_that_may_not_start_processes_cuts_them_itself():
+    """A launcher's daemonic worker cannot start a process: the crops are cut in the worker, the same."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    worker = context.Process(target=_start_in_a_daemon, args=(queue,), daemon=True)
+    worker.start()
+    in_worker, images, labels = queue.get(timeout=120)
+    worker.join(timeout=60)
+    assert in_worker  # no process of its own
+    x, y = SAMPLE["x_train"][:100], SAMPLE["y_train"][:100]
+    here = non_digits.start(x, y, 10, 20, seed=5)
+    assert here is not None
+    expected, expected_labels, _ = non_digits.Pending(None, here.arguments).result()
+    np.testing.assert_array_equal(images, expected)
+    np.testing.assert_array_equal(labels, expected_labels)
+
+
+@pytest.mark.slow
+def test_a_run_that_trains_the_top_on_cached_features_says_it_trains_without_them(
+    store, compose_cfg, caplog, tmp_path
+):
+    import logging
+
+    from src.train import train
+
+    from .conftest import TINY
+
+    caplog.set_level(logging.WARNING, logger="src.training.fit")
+    overrides = [*TINY, "augmentation=none", "training.epochs=3", f"training.feature_cache_dir={tmp_path}"]
+    scores = train(
+        compose_cfg(*overrides, "training.non_digits.share=0.1", "training.non_digits.as_read=0.1")
+    )
+    assert scores["test_accuracy"] > 0
+    assert any("non-digits: not trained on" in r.getMessage() for r in caplog.records)
+
+
+def test_a_run_logged_before_the_key_existed_is_run_again_without_them(store, compose_cfg):
+    """src.rerun removes a key the logged config lacks: such a run trains on digits alone."""
+    from src import config
+    from src.train import train
+
+    from .conftest import TINY
+
+    cfg = compose_cfg("backbone=simple_cnn", *TINY, "~training.non_digits")
+    config.validate_training(cfg)
+    assert train(cfg)["test_accuracy"] > 0
