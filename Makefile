@@ -65,7 +65,7 @@ serve-model:  ## MLflow's model server for MODEL on $(HOST):$(PORT) (POST /invoc
 bench:  ## quick benchmark (aim: 10 minutes; 7.5 to 9.1 measured with DATA on a slow 2-core machine, where it took 15.5 to 20.5 before it left the memory run and the default study to bench-full): tables in experiments/bench/ (DATA=path/mnist.npz for full MNIST)
 	$(PY) -m src.bench --quick $(if $(DATA),--data $(DATA))
 
-bench-full:  ## the full benchmark: full MNIST, 25 epochs where the targets say so (1 h 39 min and 1 h 44 min on 2 AMD EPYC cores, 49 min and 1 h 01 min on 2 Intel Xeon cores with AMX; the study's two extra exact seeds since ae8d4db add about 15 minutes: 1 h 06 min on that Xeon)
+bench-full:  ## the full benchmark: full MNIST, 25 epochs where the targets say so (1 h 39 min and 1 h 44 min on 2 AMD EPYC cores, 49 min and 1 h 01 min on 2 Intel Xeon cores with AMX; the study's two extra exact seeds since ae8d4db add about 15 minutes: 1 h 06 min and 1 h 03 min on that Xeon)
 	$(PY) -m src.bench $(if $(DATA),--data $(DATA))
 
 clean:  ## remove run outputs (Hydra directories and the local MLflow store)
