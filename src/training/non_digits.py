@@ -3,22 +3,22 @@
 A classifier trained only on digits learns only what tells one digit from another: a scribble or a letter
 can land near a digit in its features and read as that digit at 0.99, and no score fitted afterwards on
 those features can tell them apart (src/reading/digit_score.py). Here the training split gets
-`count` generated non-digits (scribbles and smudges as src/data/pictures.py draws them, printed letters in
-matplotlib's fonts, as src/training/digit_score.py draws them; two scribbles and two letters for every
-smudge) labelled NOT_A_DIGIT, whose loss is the cross-entropy to even probabilities over the ten digits
-(Hendrycks, Mazeika and Dietterich, "Deep anomaly detection with outlier exposure", ICLR 2019). The
-model's output stays 10 probabilities per digit.
+`training.non_digits.share` of its size in generated non-digits (scribbles and smudges as
+src/data/pictures.py draws them, printed letters in matplotlib's fonts, as src/training/digit_score.py
+draws them; two scribbles and two letters for every smudge) labelled NOT_A_DIGIT, whose loss is the
+cross-entropy to even probabilities over the ten digits (Hendrycks, Mazeika and Dietterich, "Deep anomaly
+detection with outlier exposure", ICLR 2019). The model's output stays 10 probabilities per digit.
 
 The non-digits are cut out the way a reader cuts a crop, which is not how MNIST's own digits were made.
 Alone, they taught the model that a crop cut that way is not a digit (two trainings: digits cut out of
-numbers read sure 60-68% of the time, against 92%). So `as_read` training digits, written on paper
-(`written`: at a random size, wider or narrower, some turned) and cut out again, go in beside them with
-their labels. Drawn only at a random size, as the digit score's digits are, they left wide, slanted and
-varied numbers read sure much less often than before (validation numbers: wide 41% -> 21%); written so,
-as often as before.
+numbers read sure 60-68% of the time, against 92%). So training digits (`as_read` of the split's size),
+written on paper (`written`: at a random size, wider or narrower, some turned) and cut out again, go in
+beside them with their labels. Drawn only at a random size, as the digit score's digits are, they left
+wide, slanted and varied numbers read sure much less often than before (validation numbers: wide 41% ->
+21%); written so, as often as before.
 
-The crops are cut in another process that starts before TensorFlow is imported (`start`), so on a
-2-core machine they are cut while the command starts up.
+The crops are cut in another process that starts before TensorFlow is imported (`start`), so on a 2-core
+machine they are cut while the command starts up.
 
 The test set plays no part: the digits come from the training split.
 """
