@@ -120,3 +120,81 @@ def test_each_export_matches_the_keras_model_and_is_logged(digit_model, tmp_path
     metrics = client.get_run(run_id).data.metrics
     assert metrics["export.tflite_int8.accuracy"] > 0.9 and metrics["export.onnx.max_diff"] < 1e-4
     assert metrics["export.saved_model.max_diff"] < 1e-4 and metrics["export.tflite.max_diff"] < 1e-4
+
+
+@pytest.fixture(scope="module")
+def bf16_model(tmp_path_factory):
+    """The main command's simple_cnn (resized to 32x32x3, with dropout) trained in mixed bfloat16, forced
+    whatever this machine's training.precision=auto would choose, registered in its own store."""
+    from src.train import train
+    from tests.conftest import CONF, new_store
+
+    uri = new_store(tmp_path_factory.mktemp("bf16_model"))
+    overrides = [
+        "backbone=simple_cnn", "data=mnist_sample", "data.train_limit=2000", "augmentation=none",
+        "training.epochs=1", "training.verbose=0", "training.precision=mixed_bfloat16",
+        "training.digit_score.sample=300", f"tracking.uri={uri}",
+    ]  # fmt: skip
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        train(compose(config_name="train", overrides=overrides))
+    return {"uri": uri, "model": "models:/handwritten-digits/1"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["saved_model", "onnx", "tflite"])
+def test_a_model_trained_in_bfloat16_exports_in_float32_and_passes_parity(bf16_model, fmt, tmp_path):
+    from src.export import export
+
+    use_store(bf16_model["uri"])
+    cfg = _cfg(model=bf16_model["model"], format=fmt, out=tmp_path / fmt, tracking_uri=bf16_model["uri"])
+    out, report, run_id = export(cfg)
+    assert run_id and report and all(r.passed for r in report), report
+    for r in report:
+        if "int8" not in r.file:
+            assert r.agreement >= 0.999 and r.max_diff < 1e-4, r
+    summary = json.loads((out / "parity.json").read_text())
+    assert summary["rebuilt_in_float32"] is True and summary["compared_in"] == "float32"
+    # the float32 computation reads almost every digit as the bfloat16 model does
+    assert summary["registered_agreement"] >= 0.98
+
+
+@pytest.mark.slow
+def test_an_export_with_the_wrong_preprocessing_fails_parity(bf16_model, tmp_path):
+    import keras
+    import mlflow
+
+    from src.models.exports import check, float32_model, save_saved_model, serving_model
+
+    use_store(bf16_model["uri"])
+    classifier, _ = float32_model(mlflow.keras.load_model(bf16_model["model"]))
+    sample = np.load(SAMPLE_PATH)
+    x, y = sample["x_test"][:300], sample["y_test"][:300]
+    reference = serving_model(classifier).predict(x, verbose=0)
+    digits = keras.Input((28, 28), dtype="uint8", name="digits")
+    channel = keras.layers.Reshape((28, 28, 1))(digits)
+    inverted = keras.layers.Rescaling(-1.0, offset=255.0)(channel)  # black digits on white: wrong
+    broken = keras.Model(digits, classifier(inverted, training=False))
+    broken.predict_on_batch(x[:1])
+    (path,) = save_saved_model(broken, tmp_path / "broken")
+    parity = check(path, x, y, reference)
+    assert not parity.passed and parity.agreement < 0.999 and parity.max_diff > 1e-4
+
+
+@pytest.mark.slow
+def test_a_model_trained_in_bfloat16_serves_and_reads(bf16_model):
+    import mlflow
+    import pandas as pd
+
+    from tests.test_serve import _picture
+
+    use_store(bf16_model["uri"])
+    sample = np.load(SAMPLE_PATH)
+    x = sample["x_test"][:200]
+    keras_model = mlflow.keras.load_model(bf16_model["model"])
+    pyfunc = mlflow.pyfunc.load_model(bf16_model["model"])  # what `mlflow models serve` runs
+    served = np.asarray(pyfunc.predict(x))
+    expected = keras_model.predict(x[..., None].astype("float32"), verbose=0)
+    assert (served.argmax(1) == expected.argmax(1)).mean() == 1.0
+    reader = mlflow.pyfunc.load_model("models:/handwritten-digits-reader/1")
+    reading = reader.predict(pd.DataFrame({"image": [_picture(bf16_model, [3, 5])]}))[0]
+    assert reading["number"] == "35"

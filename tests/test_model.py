@@ -27,6 +27,17 @@ def test_model_takes_raw_digits_in_every_form(compose_cfg, backbone):
     np.testing.assert_allclose(p_uint8, p_float, rtol=1e-5, atol=1e-6)
 
 
+def test_a_call_without_training_is_inference_even_behind_the_resizing(compose_cfg):
+    """Keras's image layers default to training=True; a model called without `training` (as an export
+    or a plain model(x) calls it) must not run its dropout."""
+    network = networks.build_model(compose_cfg("backbone=simple_cnn"))  # resized to 32x32x3, dropout 0.25
+    assert "resize" in [layer.name for layer in network.features.layers]
+    x = _digits(16).astype(np.float32)[..., None]
+    inference = network.model.predict(x, verbose=0)
+    np.testing.assert_allclose(network.model(x).numpy(), inference, rtol=1e-5, atol=1e-6)
+    assert np.abs(network.model(x, training=True).numpy() - inference).max() > 1e-3  # dropout is there
+
+
 def test_the_fast_baseline_works_on_the_digits_as_they_are(compose_cfg):
     """28x28, one gray channel: no resizing, no colour copies; still fed raw digits in every form."""
     network = networks.build_model(compose_cfg("+experiment=fast_baseline"))

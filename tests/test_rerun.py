@@ -71,7 +71,11 @@ def test_a_run_is_run_again_from_its_id_with_the_same_config_and_accuracy(record
 
     expected = _config(original.info.run_id)
     expected["tracking"]["run_name"] = "again"
+    # training.precision=auto: the re-run computes in what the run used, whatever this machine would choose
+    assert expected["training"]["precision"] == "auto"
+    expected["training"]["precision"] = original.data.tags["precision"]
     assert _config(new.info.run_id) == expected
+    assert new.data.tags["precision"] == original.data.tags["precision"]
     assert new.data.tags["data.digest"] == original.data.tags["data.digest"]
     assert new.data.metrics["test_accuracy"] == original.data.metrics["test_accuracy"]
     assert new.data.metrics["test_loss"] == original.data.metrics["test_loss"]  # the same numbers
@@ -87,10 +91,28 @@ def test_a_run_is_run_again_from_its_id_with_the_same_config_and_accuracy(record
     # what changed between the two: the run name only; the metrics side by side
     assert compare.main(["--runs", original.info.run_id, new.info.run_id]) == 0
     table = capsys.readouterr().out
-    assert "## Config: 1 key differs" in table and "tracking.run_name" in table
+    assert "## Config: 2 keys differ" in table and "tracking.run_name" in table
+    assert "training.precision" in table
     line = next(row for row in table.splitlines() if row.startswith("| test_accuracy "))
     accuracy = f"{original.data.metrics['test_accuracy']:.4f}"
     assert line.count(accuracy) == 2
+
+
+@pytest.mark.slow
+def test_a_rerun_computes_in_the_precision_the_run_used(recorded):
+    run_id = recorded["run"].info.run_id
+    client = mlflow.MlflowClient()
+    used = recorded["run"].data.tags["precision"]
+    try:  # as if auto had chosen bfloat16 on the run's machine, whatever it chooses on this one
+        client.set_tag(run_id, "precision", "mixed_bfloat16")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MLFLOW_TRACKING_URI", recorded["uri"])
+            arguments = rerun.prepare([f"run_id={run_id}"])
+            assert "training.precision=mixed_bfloat16" in arguments
+            given = rerun.prepare([f"run_id={run_id}", "training.precision=float32"])
+            assert "training.precision=float32" in given and "training.precision=mixed_bfloat16" not in given
+    finally:
+        client.set_tag(run_id, "precision", used)
 
 
 @pytest.mark.slow

@@ -16,7 +16,12 @@ from src import UserError
 log = logging.getLogger("src.export")
 
 FORMATS = ("saved_model", "onnx", "tflite")
-FLOAT_TOLERANCE = 1e-4  # max difference of any probability, float exports
+# An export computes in float32 (ONNX and LiteRT run no bfloat16), and is compared with the Keras model
+# computed in float32 too (a mixed-precision model is rebuilt so, same weights): the check measures the
+# export, not the precision. The largest difference in any probability that two float32 computations of
+# the same network may show (other kernels, other order of sums):
+FLOAT_TOLERANCE = 1e-4
+AGREEMENT = 0.999  # share of test digits on which an export and the Keras model read the same digit
 INT8_TOLERANCE = 0.003  # accuracy, int8 export
 CALIBRATION_DIGITS = 1000  # training digits that calibrate int8 quantisation
 
@@ -25,6 +30,7 @@ CALIBRATION_DIGITS = 1000  # training digits that calibrate int8 quantisation
 class Parity:
     file: str
     digits: int
+    agreement: float  # share of digits read the same by the export and the Keras model
     max_diff: float
     accuracy: float
     keras_accuracy: float
@@ -68,7 +74,9 @@ def serving_model(classifier):
 
     digits = keras.Input((28, 28), dtype="uint8", name="digits")
     channel = keras.layers.Reshape((28, 28, 1), name="channel")(digits)
-    probabilities = keras.layers.Identity(name="probabilities")(classifier(channel))
+    # inference mode said, not inherited: a model registered with a Resizing node that recorded Keras's
+    # default training=True would otherwise export with its dropout on
+    probabilities = keras.layers.Identity(name="probabilities")(classifier(channel, training=False))
     model = keras.Model(digits, probabilities, name="handwritten_digits")
     model.predict_on_batch(np.zeros((1, 28, 28), np.uint8))  # exporters want a model that has run
     return model
@@ -141,15 +149,20 @@ RUNNERS = {".onnx": run_onnx, ".tflite": run_tflite}
 
 
 def check(path: Path, x: np.ndarray, y: np.ndarray, reference: np.ndarray) -> Parity:
+    """The export at `path` run on digits `x` beside the Keras model's probabilities `reference` (both in
+    float32): a float export must read the same digit on AGREEMENT of them and differ by less than
+    FLOAT_TOLERANCE in any probability; the int8 one may lose INT8_TOLERANCE of accuracy."""
     run = RUNNERS.get(path.suffix, run_saved_model)
     p = np.asarray(run(path, x), dtype=np.float64)
     if p.shape != reference.shape:
         raise UserError(f"{path}: gives {p.shape} where the Keras model gives {reference.shape}")
     accuracy, keras_accuracy = float((p.argmax(1) == y).mean()), float((reference.argmax(1) == y).mean())
+    agreement = float((p.argmax(1) == reference.argmax(1)).mean())
     max_diff = float(np.abs(p - reference).max())
     if "int8" in path.name:  # counted in digits: 3 more wrong of 1,000 is within 0.3 points
         lost = int((reference.argmax(1) == y).sum() - (p.argmax(1) == y).sum())
         tolerance, passed = f"accuracy within {INT8_TOLERANCE:g}", lost <= round(INT8_TOLERANCE * len(y))
     else:
-        tolerance, passed = f"max_diff < {FLOAT_TOLERANCE:g}", max_diff < FLOAT_TOLERANCE
-    return Parity(path.name, len(y), max_diff, accuracy, keras_accuracy, tolerance, bool(passed))
+        tolerance = f"agreement >= {AGREEMENT:.1%}, max_diff < {FLOAT_TOLERANCE:g}"
+        passed = agreement >= AGREEMENT and max_diff < FLOAT_TOLERANCE
+    return Parity(path.name, len(y), agreement, max_diff, accuracy, keras_accuracy, tolerance, bool(passed))

@@ -172,7 +172,9 @@ def build_model(cfg, strict: bool = False) -> Network:
     inputs = keras.Input((*IMAGE_SHAPE, 1), name="digits")
     x = inputs
     if (size, size) != IMAGE_SHAPE:
-        x = layers.Resizing(size, size, name="resize")(x)
+        # training=False recorded on the node: Keras's image layers default to training=True, and a call
+        # without `training` (an export, a plain model(x)) would carry that into the backbone's dropout
+        x = layers.Resizing(size, size, name="resize")(x, training=False)
     if cfg.backbone.channels == 3:  # ImageNet's networks take colour pictures: three equal channels
         x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
     for layer_cfg in cfg.backbone.preprocessing:

@@ -309,6 +309,17 @@ def prepare(argv: list[str]) -> list[str]:
         return _arguments(options, task, hydra_args, store)
 
 
+def _precision_used(cfg: DictConfig, tags: Mapping[str, str], given: set[str]) -> list[str]:
+    """training.precision=auto chooses by a measurement of the machine it runs on: a re-run elsewhere
+    could compute in another precision and give other numbers. It computes in what the run used (its
+    tag), unless the precision is given here."""
+    used = tags.get("precision")
+    if "training.precision" in given or cfg.training.get("precision") != "auto" or not used:
+        return []
+    log.info("the run computed in %s (training.precision=auto on its machine): the re-run does too", used)
+    return [f"training.precision={used}"]
+
+
 def _arguments(options: dict, task: list[str], hydra_args: list[str], store: str) -> list[str]:
     import mlflow
 
@@ -336,6 +347,7 @@ def _arguments(options: dict, task: list[str], hydra_args: list[str], store: str
     experiment = mlflow.get_experiment(run.info.experiment_id).name
     if cfg.tracking.experiment != experiment:  # the same experiment, whatever the config says
         overrides.append(f"tracking.experiment={override_value(experiment)}")
+    overrides += _precision_used(cfg, tags, given)
     config.validate_training(cfg)
     check_data(cfg, tags, options["allow_other_data"])
     log.info("run %s (%s) again: %s", run_id, run.info.run_name, " ".join(overrides))
