@@ -445,6 +445,61 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
     return result
 
 
+def other_hands(model_uri: str, store: str, count: int) -> dict:
+    """Digits written by other hands than MNIST's (src/data/other_hands.py: UCI's scanned digits, and
+    numbers in handwriting fonts made from people's writing), read as src.predict reads a picture: per
+    set, numbers read exactly, digits right where the count is right, numbers read with too few digits
+    (merged) or too many (split), and how many read sure and how many of those are wrong."""
+    from src.apps.classifier import Classifier
+    from src.data.other_hands import available_fonts, font_numbers, uci_numbers, uci_scans
+    from src.reading import segmentation
+
+    classifier = Classifier(model_uri, store)
+    rng = np.random.default_rng(7)
+    scans = uci_scans()
+    sets = {
+        "uci_single": [scans[i] for i in rng.choice(len(scans), min(len(scans), 10 * count), replace=False)],
+        "uci_numbers": uci_numbers(rng, count),
+        "fonts": font_numbers(rng, 2 * count),
+    }
+    if not sets["fonts"]:
+        del sets["fonts"]
+    result: dict = {"other_hands_fonts": len(available_fonts())}
+    sure_all = wrong_all = exact_all = total_all = 0
+    for name, pictures in sets.items():
+        exact = right = digits = merged = split = sure = sure_wrong = 0
+        for written in pictures:
+            gray = segmentation.at_work_size(written.gray)
+            reading = classifier.read(segmentation.read_line(gray, classifier.classify))
+            truth, read = written.number, reading.number
+            exact += read == truth
+            merged += len(read) < len(truth)
+            split += len(read) > len(truth)
+            if len(read) == len(truth):
+                right += sum(a == b for a, b in zip(read, truth, strict=True))
+            digits += len(truth)
+            sure += reading.sure
+            sure_wrong += reading.sure and read != truth
+        n = len(pictures)
+        result.update(
+            {
+                f"other_hands_{name}_count": n,
+                f"other_hands_{name}_exact": exact / n,
+                f"other_hands_{name}_digits_right": right / digits,
+                f"other_hands_{name}_merged": merged / n,
+                f"other_hands_{name}_split": split / n,
+                f"other_hands_{name}_sure": sure / n,
+                f"other_hands_{name}_sure_wrong": sure_wrong / max(sure, 1),
+            }
+        )
+        if name != "uci_single":
+            exact_all, total_all = exact_all + exact, total_all + n
+            sure_all, wrong_all = sure_all + sure, wrong_all + sure_wrong
+    result["other_hands_numbers_exact"] = exact_all / max(total_all, 1)
+    result["other_hands_sure_numbers_wrong"] = wrong_all / max(sure_all, 1)
+    return result
+
+
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -898,6 +953,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     step("reading: numbers drawn with the mouse on the drawing page (headless Chromium)")
     r.update(drawn_numbers(f"runs:/{reader}/model", store, 20 if quick else 100))
+    step("reading: other hands than MNIST's (UCI's scanned digits, numbers in handwriting fonts)")
+    r.update(other_hands(f"runs:/{reader}/model", store, 100 if quick else 300))
 
     if full_data and not quick:
         step("the default study against the data: 6k, 15k, 30k, 60k training digits")
@@ -1005,6 +1062,9 @@ TARGETS = [
     ("reading_fine_pen_exact", ">=", 0.90, "reading: spaced numbers in a fine pen read exactly"),
     ("reading_slanted_exact", ">=", 0.90, "reading: spaced numbers slanted 14-24 degrees read exactly"),
     ("reading_drawn_exact", ">=", 0.90, "reading: numbers drawn with the mouse read exactly"),
+    ("other_hands_numbers_exact", ">=", 0.90, "reading: other hands' numbers read exactly (UCI, fonts)"),
+    ("other_hands_uci_single_exact", ">=", 0.95, "reading: UCI's low-resolution scans of single digits"),
+    ("other_hands_sure_numbers_wrong", "<=", 0.01, "reading: other hands' sure numbers that are wrong"),
     ("reading_slowest_picture_s", "<=", 2.0, "reading: the slowest picture (s)"),
     ("reading_bad_input_worst_s", "<=", 2.0, "reading: the slowest bad input (s)"),
     ("reading_sure_digits_wrong", "<=", 0.01, "reading: sure digits that are wrong"),

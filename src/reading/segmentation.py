@@ -29,6 +29,10 @@ from src import UserError
 MAX_PIXELS = 40_000_000  # larger pictures are refused (PIL's own bomb limit is about 179 million)
 WORK_SIZE = 800  # pictures are scaled down to this longest side before segmentation
 MIN_CONTRAST = 32  # 0-255: less difference between ink and paper counts as no ink
+# A border this much of one colour is the paper's, everywhere (`even_border`): a tight scan's digit
+# touches its frame on up to a third of it; a photo's shadow spreads its border over far more than
+# MIN_CONTRAST.
+EVEN_BORDER = 0.6
 
 
 # A line holds up to MAX_DIGITS digits; a picture with more than MAX_MARKS separate marks (after the
@@ -156,12 +160,30 @@ def at_work_size(gray: np.ndarray) -> np.ndarray:
 def ink(gray: np.ndarray) -> np.ndarray:
     """White-on-black ink intensity (0-255), whichever polarity the picture had.
 
-    The paper's brightness is taken place by place (`paper`), so a shadow over part of a photo is not
-    read as ink, and which side is ink is told by `dark_ink`.
+    Where the border is of one colour (a scan, a drawing, a clean picture), that colour is the paper,
+    everywhere. Otherwise (a photo: a shadow, a gradient) the paper's brightness is taken place by place
+    (`paper`), so a shadow over part of it is not read as ink, and which side is ink is told by
+    `dark_ink`. The local estimates assume strokes thin beside the picture: on a small scan whose digit
+    fills its frame they took the digit's own body for paper and its gaps for ink.
     """
+    flat = even_border(gray)
+    if flat is not None:
+        strokes = flat - gray if flat >= 128 else gray - flat
+        return np.clip(strokes, 0, 255)
     bright = dark_ink(gray)
     strokes = paper(gray, bright) - gray if bright else gray - paper(gray, bright)
     return np.clip(strokes, 0, 255)
+
+
+def even_border(gray: np.ndarray) -> float | None:
+    """The border's colour, where EVEN_BORDER of it lies within MIN_CONTRAST / 2 of its median (the rest
+    may be ink: a digit scanned tight touches its frame); None where it varies more (a shadow, a
+    gradient: a photo)."""
+    if gray.size == 0:
+        return None
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]).astype(np.float64)
+    median = float(np.median(border))
+    return median if np.mean(np.abs(border - median) <= MIN_CONTRAST / 2) >= EVEN_BORDER else None
 
 
 def dark_ink(gray: np.ndarray) -> bool:
