@@ -176,14 +176,19 @@ def ink(gray: np.ndarray) -> np.ndarray:
 
 
 def even_border(gray: np.ndarray) -> float | None:
-    """The border's colour, where EVEN_BORDER of it lies within MIN_CONTRAST / 2 of its median (the rest
-    may be ink: a digit scanned tight touches its frame); None where it varies more (a shadow, a
-    gradient: a photo)."""
+    """The border's colour, where EVEN_BORDER of it lies within MIN_CONTRAST / 2 of its median and the
+    rest departs to one side (ink: a digit scanned tight touches its frame); None where it varies more,
+    or to both sides (a shadow, a gradient: a photo)."""
     if gray.size == 0:
         return None
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]).astype(np.float64)
     median = float(np.median(border))
-    return median if np.mean(np.abs(border - median) <= MIN_CONTRAST / 2) >= EVEN_BORDER else None
+    off = border - median
+    if np.mean(np.abs(off) <= MIN_CONTRAST / 2) < EVEN_BORDER:
+        return None
+    # what departs from it is ink, all of one side; a gradient departs to both
+    darker, lighter = int(np.sum(off < -MIN_CONTRAST / 2)), int(np.sum(off > MIN_CONTRAST / 2))
+    return median if min(darker, lighter) <= 0.1 * max(darker + lighter, 1) else None
 
 
 def dark_ink(gray: np.ndarray) -> bool:
