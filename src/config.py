@@ -169,7 +169,7 @@ class PredictConfig:
     json: bool = False
     top: int = 3
     tracking_uri: Optional[str] = None  # noqa: UP045 (OmegaConf reads Optional, not X | None, on 3.10)
-    sure: float = 0.9
+    sure: float = 0.98
 
 
 @dataclass
@@ -180,7 +180,7 @@ class DrawConfig:
     max_upload_mb: float = 5.0
     top: int = 3
     tracking_uri: Optional[str] = None  # noqa: UP045
-    sure: float = 0.9
+    sure: float = 0.98
 
 
 @dataclass
