@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"ask for logins (MLflow's basic-auth app); the admin's password from {ADMIN_PASSWORD}",
     )
-    parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--port", type=int, default=5000, help="the port (default: 5000)")
+    parser.add_argument("--workers", type=int, default=2, help="the server's worker processes (default: 2)")
     args, extra = parser.parse_known_args(argv)
 
     backend = args.backend or f"sqlite:///{(DEFAULT_ROOT / 'mlflow.db').absolute()}"
