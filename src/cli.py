@@ -129,9 +129,11 @@ def help_text(doc: str, config_name: str, overrides: list[str] | tuple[str, ...]
     import json
     import textwrap
 
-    import hydra_plugins.handwritten_digits.optuna_search  # noqa: F401 (hydra/sweeper=optuna_search)
+    from hydra.core.plugins import Plugins
+
     from src import config
 
+    Plugins.instance()  # the sweepers and launchers (hydra/sweeper=optuna_search), as hydra.main finds them
     cfg = config.compose(overrides, config_name)
     described = config.key_descriptions(config_name, overrides)
 

@@ -3,6 +3,7 @@ that compose, and a results page that is the bench's JSON, not a copy of it."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -80,3 +81,41 @@ def test_predict_on_a_picture_prints_only_its_reading(digit_model, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"digit.png: {y[0]}")
     assert not [line for line in NOISE if line in result.stderr], result.stderr
+
+
+def test_the_results_page_is_the_bench_json_rendered():
+    """docs/results.md is what `make bench` writes from docs/results/*.json: a figure edited by hand in
+    either shows here."""
+    from src import bench
+
+    docs = ROOT / "docs"
+    files = {mode: bench.results_json(docs, mode) for mode in bench.MODES}
+    runs = {mode: json.loads(path.read_text()) for mode, path in files.items() if path.is_file()}
+    assert runs, "no bench JSON beside docs/results.md"
+    page = (docs / "results.md").read_text()
+    assert page == bench.results_page(runs), "docs/results.md is not its JSON: python -m src.bench --page"
+    for r in runs.values():  # every table says where and when it was measured
+        assert r["date"] in page and r["commit"] in page and r["machine"]["cpus"]
+
+
+def test_a_bench_writes_its_json_and_the_page(tmp_path):
+    from src import bench
+
+    r = {
+        "mode": "quick", "date": "2026-12-07 10:00:00", "commit": "abc1234", "full_mnist": None,
+        "machine": {"cpus": 2, "processor": "x86_64", "cpu": "Some CPU (family 1, model 2)"},
+        "startup_s": 6.25, "latency_p50_ms": 31.0, "bench_s": 500.0,
+    }  # fmt: skip
+    bench.publish(r, tmp_path)
+    page = (tmp_path / "results.md").read_text()
+    assert (
+        "Recorded 2026-12-07 10:00:00 on 2 cores of Some CPU (family 1, model 2), at commit abc1234" in page
+    )
+    assert "| command start to first training step (s) | 6.25 | <= 10.0 | yes |" in page
+    assert "| single-digit prediction p50 (ms) | 31 | <= 20.0 | no |" in page
+    assert "No run of this mode is recorded yet: `make bench-full" in page
+    assert json.loads(bench.results_json(tmp_path, "quick").read_text())["startup_s"] == 6.25
+    # a figure edited by hand on the page no longer matches its JSON
+    edited = page.replace("| 6.25 |", "| 5.25 |")
+    runs = {"quick": json.loads(bench.results_json(tmp_path, "quick").read_text())}
+    assert edited != bench.results_page(runs) and page == bench.results_page(runs)
