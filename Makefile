@@ -51,10 +51,10 @@ format:  ## fix what ruff can fix and format the code
 
 DOCS_PORT ?= 8001
 docs:  ## the documentation site, served with live reload on http://127.0.0.1:$(DOCS_PORT)
-	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 docs-build:  ## build the site into site/ with --strict: a broken link or a page missing from the nav fails
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 train:  ## the main job: python -m src.train (extra overrides: make train ARGS="backbone=vgg19")
 	$(PY) -m src.train $(ARGS)

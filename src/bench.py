@@ -977,7 +977,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # the default study's seeds beside its own (42) in the full bench, both ways: the gap to the exact training
-# moves from seed to seed by more than the target (README, Speed), so the target is read on their mean
+# moves from seed to seed by more than the target (docs/changelog.md), so the target is read on their mean
 STUDY_NOISE_SEEDS = (1, 2)
 
 

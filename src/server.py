@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  logins:    required; users and permissions in {redacted(users)} ({auth_config})")
         print("             clients set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
         if not os.environ.get(SECRET_KEY):
-            # signs the UI's forms (CSRF); one per start suffices for one server, see the README
+            # signs the UI's forms (CSRF); one per start suffices for one server, see docs/scale.md
             os.environ[SECRET_KEY] = secrets.token_hex(32)
             print(f"  {SECRET_KEY} not set: a random key for this start")
         command += ["--app-name", "basic-auth"]
