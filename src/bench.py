@@ -639,7 +639,8 @@ def latency(model_uri: str, store: str, repeats: int = 300) -> tuple[float, floa
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
+    """The command's options (its --help; the docs' commands are checked against them)."""
     parser = argparse.ArgumentParser(prog="python -m src.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="subsets (aim: 10 minutes on 2 CPU cores)")
     parser.add_argument(
@@ -652,6 +653,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--page", action="store_true", help="write the results page from the JSON in --docs, and stop"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
     args = parser.parse_args(argv)
     if args.page:
         write_results_page(Path(args.docs))

@@ -30,8 +30,8 @@ from src.apps.tracking_server import (
 )
 
 
-@cli.command()
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
+    """The command's options (its --help; the docs' commands are checked against them)."""
     parser = argparse.ArgumentParser(prog="python -m src.server", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--backend",
@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=5000, help="the port (default: 5000)")
     parser.add_argument("--workers", type=int, default=2, help="the server's worker processes (default: 2)")
+    return parser
+
+
+@cli.command()
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
     args, extra = parser.parse_known_args(argv)
 
     backend = args.backend or f"sqlite:///{(DEFAULT_ROOT / 'mlflow.db').absolute()}"
