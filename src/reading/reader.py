@@ -34,6 +34,8 @@ MIN_HEIGHT = 0.35
 
 @dataclass
 class DigitReading:
+    """One digit of a reading: its class, how sure, where (the box in the picture) and why it may not be."""
+
     digit: int
     probability: float
     top: list[dict]  # the most likely classes: {digit, probability}
@@ -53,6 +55,9 @@ class DigitReading:
 
 @dataclass
 class Reading:
+    """What a picture reads as: what `src.predict json=true` prints per picture, and the drawing page and
+    the reading model answer (`message` says why a reading is unsure, or why there are no digits)."""
+
     number: str  # the most likely digits, as a plain digit string
     digits: list[DigitReading] = field(default_factory=list)
     message: str = ""
