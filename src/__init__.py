@@ -68,8 +68,11 @@ class _QuietTensorFlow(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name != "tensorflow":
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        sys.meta_path.remove(self)  # the other finders find it (a look-up without an import keeps the hook)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
         if spec is None or spec.loader is None:
             return spec
         load = spec.loader.exec_module
@@ -79,6 +82,8 @@ class _QuietTensorFlow(importlib.abc.MetaPathFinder):
             drop = re.compile(f"{STARTUP_NOTES.pattern}|{CUDA_PROBE.pattern}")
 
         def exec_module(module) -> None:
+            with contextlib.suppress(ValueError):
+                sys.meta_path.remove(self)
             with startup_notes_dropped(drop):
                 load(module)
                 if probe_too:

@@ -51,7 +51,9 @@ def test_tensorflow_starts_quietly_and_its_own_errors_stay(tmp_path):
     loud = python(STARTS_TENSORFLOW, clean_env(tmp_path, HANDWRITTEN_DIGITS_TF_NOTES="1"))
     assert loud.returncode == 0 and "failed call to cuInit" in loud.stderr
     assert "oneDNN custom operations are on" in loud.stderr
-    quiet = python(STARTS_TENSORFLOW, clean_env(tmp_path))
+    # a look-up of TensorFlow before its import (as libraries do to see what is installed) changes nothing
+    looked_up = "import importlib.util, src; importlib.util.find_spec('tensorflow'); " + STARTS_TENSORFLOW
+    quiet = python(looked_up, clean_env(tmp_path))
     assert quiet.returncode == 0 and quiet.stdout.strip() == "2.0"
     assert not [line for line in NOISE if line in quiet.stderr], quiet.stderr
     # a GPU asked for that cannot be reached is an error worth seeing: the CUDA probe's line stays
