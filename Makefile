@@ -12,7 +12,10 @@ DATA ?=
 # this process, one test after another
 JOBS ?= 2
 
-.PHONY: install system test test-fast lint hooks format train sweep ui server serve-model bench bench-full clean
+.PHONY: help install system test test-fast lint hooks format docs docs-build train sweep ui server serve-model bench bench-full clean
+
+help:  ## this list: each target and what it does
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | awk -F'\t' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 install: system  ## create .venv and install the project with its test tools (and the Debian packages below)
 	$(PYTHON) -m venv $(VENV)
@@ -46,9 +49,16 @@ lint:  ## ruff (lint and format check) and mypy (the types of src/ and hydra_plu
 hooks:  ## run make lint's checks before each commit (pre-commit, .pre-commit-config.yaml)
 	$(VENV)/bin/pre-commit install
 
-format:
+format:  ## fix what ruff can fix and format the code
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+DOCS_PORT ?= 8001
+docs:  ## the documentation site, served with live reload on http://127.0.0.1:$(DOCS_PORT)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+docs-build:  ## build the site into site/ with --strict: a broken link or a page missing from the nav fails
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 train:  ## the main job: python -m src.train (extra overrides: make train ARGS="backbone=vgg19")
 	$(PY) -m src.train $(ARGS)
@@ -66,10 +76,10 @@ MODEL ?= models:/handwritten-digits@champion
 serve-model:  ## MLflow's model server for MODEL on $(HOST):$(PORT) (POST /invocations); uvicorn from the venv
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/mlflow models serve -m "$(MODEL)" --env-manager local -h $(HOST) -p $(PORT)
 
-bench:  ## quick benchmark (aim: 10 minutes; 7.5 to 9.1 measured with DATA on a slow 2-core machine, where it took 15.5 to 20.5 before it left the memory run and the default study to bench-full): tables in experiments/bench/ (DATA=path/mnist.npz for full MNIST)
+bench:  ## quick benchmark (aim: 10 minutes on 2 cores): tables in experiments/bench/ and docs/results.md (DATA=path/mnist.npz: full MNIST)
 	$(PY) -m src.bench --quick $(if $(DATA),--data $(DATA))
 
-bench-full:  ## the full benchmark: full MNIST, 25 epochs where the targets say so (1 h 39 min and 1 h 44 min on 2 AMD EPYC cores, 49 min and 1 h 01 min on 2 Intel Xeon cores with AMX; the study's two extra exact seeds since ae8d4db add about 15 minutes: 1 h 06 min and 1 h 03 min on that Xeon)
+bench-full:  ## the full benchmark: full MNIST, 25 epochs where the targets say so (about an hour on 2 cores; docs/results.md)
 	$(PY) -m src.bench $(if $(DATA),--data $(DATA))
 
 clean:  ## remove run outputs (Hydra directories and the local MLflow store)

@@ -1,13 +1,15 @@
 """make bench: what a run costs on this machine, every comparison measured inside one run.
 
-python -m src.bench [--quick] [--data PATH/mnist.npz] [--out experiments/bench]
+python -m src.bench [--quick] [--data PATH/mnist.npz] [--out experiments/bench] [--docs docs]
+python -m src.bench --page      # docs/results.md again from the JSON beside it, nothing measured
 
-Writes bench-<time>.json and .md (and latest.json/.md) under --out, and partial.json while it runs.
+Writes bench-<time>.json and .md (and latest.json/.md) under --out, and partial.json while it runs; a
+finished bench also writes its JSON to docs/results/bench-<mode>.json and the results page
+docs/results.md from it (the machine, the date and the commit with every table).
 --quick uses subsets, times five of the keras-io recipe's epochs where it follows its recorded path
 (KERAS_IO_RECORDED) and leaves the full-MNIST memory run and the default study against the exact
-training to the full mode (aim: 10 minutes on a 2-core CPU; 7.5 to 9.1 measured with full MNIST as --data on a
-slow one, where it took 15.5 to 20.5 before); the full mode uses full MNIST and 25
-epochs where the targets say so (1 h 44 min on a 2-core CPU).
+training to the full mode (aim: 10 minutes on a 2-core CPU); the full mode uses full MNIST and 25 epochs
+where the targets say so (about an hour on a 2-core CPU: docs/results.md has each run's time).
 """
 
 from __future__ import annotations
@@ -27,6 +29,20 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+
+def commit() -> str:
+    """The checkout's commit, `-dirty` when tracked files have changed since."""
+    git = ["git", "-C", str(ROOT)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        changed = subprocess.run([*git, "status", "--porcelain", "-uno"], capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    if head.returncode:
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
 
 
 def compose(*overrides: str):
@@ -678,14 +694,29 @@ def latency(model_uri: str, store: str, repeats: int = 300) -> tuple[float, floa
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
+    """The command's options (its --help; the docs' commands are checked against them)."""
     parser = argparse.ArgumentParser(prog="python -m src.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="subsets (aim: 10 minutes on 2 CPU cores)")
     parser.add_argument(
         "--data", default=None, help="a Keras-layout mnist.npz (default: Keras cache/download)"
     )
-    parser.add_argument("--out", default="experiments/bench")
+    parser.add_argument("--out", default="experiments/bench", help="where its JSON and tables go")
+    parser.add_argument(
+        "--docs", default=str(DOCS), help="where the results page and its JSON go (default: docs/)"
+    )
+    parser.add_argument(
+        "--page", action="store_true", help="write the results page from the JSON in --docs, and stop"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
     args = parser.parse_args(argv)
+    if args.page:
+        write_results_page(Path(args.docs))
+        return 0
     if args.data:  # else found after minutes of the bench's other steps
         from src import UserError, data
 
@@ -700,6 +731,8 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import tensorflow as tf
 
+    from src.tracking import environment
+
     quick = args.quick
     data_path = [f"data.path={Path(args.data).absolute()}"] if args.data else []
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -713,8 +746,10 @@ def main(argv: list[str] | None = None) -> int:
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "python": platform.python_version(),
+            "cpu": environment.cpu()["cpu"],
         },
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "commit": commit(),
     }
 
     began = time.perf_counter()
@@ -1000,11 +1035,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     r["bench_steps_gflops"] = speeds
     write(r, Path(args.out))
+    publish(r, Path(args.docs))
     return 0
 
 
 # the default study's seeds beside its own (42) in the full bench, both ways: the gap to the exact training
-# moves from seed to seed by more than the target (README, Speed), so the target is read on their mean
+# moves from seed to seed by more than the target (docs/changelog.md), so the target is read on their mean
 STUDY_NOISE_SEEDS = (1, 2)
 
 
@@ -1093,68 +1129,90 @@ def applies(key: str, r: dict) -> str | None:
     return None
 
 
-def write(r: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+def score_targets(r: dict) -> None:
+    """r["targets"]: each target's value, bound, whether it is met (None: not measured or not applying)
+    and a note on how it was read."""
     r["targets"] = {}
-    lines = [
-        f"# make bench ({r['mode']}), {r['date']}",
-        "",
-        "{cpus} CPUs ({processor}), TensorFlow {tensorflow}, Keras {keras}".format(**r["machine"]),
-        "",
-        "| measure | value | target | met |",
-        "| --- | --- | --- | --- |",
-    ]
-    for key, op, bound, label in TARGETS:
+    for key, op, bound, _ in TARGETS:
         value, skipped = r.get(key), applies(key, r)
         if skipped:
             r["targets"][key] = {"value": value, "target": f"{op} {bound}", "met": None, "note": skipped}
-            shown = "-" if value is None else f"{value:.3g}"
-            lines.append(f"| {label} | {shown} | {op} {bound} | {skipped} |")
             continue
         met = value is not None and bool(value >= bound if op == ">=" else value <= bound)
         r["targets"][key] = {"value": value, "target": f"{op} {bound}", "met": met}
-        how = ""
         if key == "fast_baseline_vs_keras_io_to_99" and r.get("keras_io_time_to_99_estimated"):
-            how = " (keras-io: {keras_io_epochs_timed} epochs timed, the rest estimated)".format(**r)
-            r["targets"][key]["note"] = how.strip(" ()")
+            note = "keras-io: {keras_io_epochs_timed} epochs timed, the rest estimated".format(**r)
+            r["targets"][key]["note"] = note
         if key == "study_accuracy_gap_points" and "study_seed_gaps_points" in r:
             gaps = ", ".join(
                 f"{seed}: {gap:+.2f}"
                 for seed, gap in zip(r["study_fast_seeds"], r["study_seed_gaps_points"], strict=True)
             )
-            how = (
-                " (mean of {n} seeds' paired gaps, fast - exact, {gaps}; {what}: its 95% interval, +-{i:.2f} "
+            note = (
+                "mean of {n} seeds' paired gaps, fast - exact, {gaps}; {what}: its 95% interval, +-{i:.2f} "
             )
-            how += "points, {holds} 0)"
-            how = how.format(
+            note += "points, {holds} 0"
+            r["targets"][key]["note"] = note.format(
                 n=len(r["study_seed_gaps_points"]),
                 gaps=gaps,
                 what="within seed noise" if r["study_gap_within_seed_noise"] else "beyond seed noise",
                 i=r["study_gap_interval_points"],
                 holds="holds" if r["study_gap_within_seed_noise"] else "does not hold",
             )
-            r["targets"][key]["note"] = how.strip(" ()")
-        lines.append(f"| {label} | {value:.3g} | {op} {bound} | {'yes' if met else 'no'}{how} |")
-    if r.get("scaling"):
-        lines += [
-            "",
-            "The default study (25 epochs, early stopping on, the fast route) against the data",
-            "(log-log plot: scaling.png):",
-            "",
-            "| training digits | whole command (s) | peak memory (GiB) | test accuracy |",
-            "| --- | --- | --- | --- |",
-        ]
-        lines += [
+
+
+def target_rows(r: dict) -> list[str]:
+    """The targets' table, from r["targets"] (score_targets)."""
+    lines = ["| measure | value | target | met |", "| --- | --- | --- | --- |"]
+    for key, _, _, label in TARGETS:
+        target = r["targets"].get(key)
+        if target is None:
+            continue
+        value, note = target["value"], target.get("note")
+        shown = "-" if value is None else f"{value:.3g}"
+        if target["met"] is None:
+            met = note
+        else:
+            met = ("yes" if target["met"] else "no") + (f" ({note})" if note else "")
+        lines.append(f"| {label} | {shown} | {target['target']} | {met} |")
+    return lines
+
+
+def scaling_rows(r: dict) -> list[str]:
+    if not r.get("scaling"):
+        return []
+    return [
+        "",
+        "The default study (25 epochs, early stopping on, the fast route) against the data",
+        "(log-log plot: scaling.png):",
+        "",
+        "| training digits | whole command (s) | peak memory (GiB) | test accuracy |",
+        "| --- | --- | --- | --- |",
+        *(
             "| {train_size} | {wall_s:.1f} | {peak_memory_gib:.2f} | {test_accuracy:.4f} |".format(**row)
             for row in r["scaling"]
-        ]
+        ),
+    ]
+
+
+def write(r: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    score_targets(r)
+    lines = [
+        f"# make bench ({r['mode']}), {r['date']}",
+        "",
+        "{cpus} CPUs ({processor}), TensorFlow {tensorflow}, Keras {keras}".format(**r["machine"]),
+        "",
+        *target_rows(r),
+        *scaling_rows(r),
+    ]
     lines += ["", "| detail | value |", "| --- | --- |"]
     for key, value in r.items():
         if key not in ("targets", "machine", "date", "mode", "scaling"):
             lines.append(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
     # numpy's numbers as Python's (a numpy bool once failed the write at the end of a whole bench)
-    text = json.dumps(r, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
+    text = as_json(r)
     (out / f"bench-{stamp}.json").write_text(text)
     markdown = "\n".join(lines) + "\n"
     (out / f"bench-{stamp}.md").write_text(markdown)
@@ -1163,6 +1221,85 @@ def write(r: dict, out: Path) -> None:
     (out / "partial.json").unlink(missing_ok=True)
     print(markdown)
     print(f"written to {out}/bench-{stamp}.json and .md")
+
+
+def as_json(r: dict) -> str:
+    return json.dumps(r, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)) + "\n"
+
+
+# The results page: what the latest bench of each mode measured, rendered from the JSON kept beside it
+RESULTS_PAGE = "results.md"
+MODES = {
+    "full": ("The full bench", "make bench-full DATA=path/mnist.npz"),
+    "quick": ("The quick bench", "make bench DATA=path/mnist.npz"),
+}
+
+
+def results_json(docs: Path, mode: str) -> Path:
+    return docs / "results" / f"bench-{mode}.json"
+
+
+def publish(r: dict, docs: Path) -> None:
+    """A finished bench's JSON beside the results page, and the page again."""
+    path = results_json(docs, r["mode"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(as_json(r))
+    write_results_page(docs)
+    print(f"written to {path} and {docs / RESULTS_PAGE}")
+
+
+def write_results_page(docs: Path) -> None:
+    runs = {mode: results_json(docs, mode) for mode in MODES}
+    loaded = {mode: json.loads(path.read_text()) for mode, path in runs.items() if path.is_file()}
+    (docs / RESULTS_PAGE).write_text(results_page(loaded))
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{seconds / 60:.1f} min"
+
+
+def results_page(runs: dict[str, dict]) -> str:
+    """docs/results.md: each mode's latest bench (`runs`: its JSON by mode), with the machine, the date
+    and the commit it was measured at."""
+    lines = [
+        "# Results",
+        "",
+        "What the bench measured, each table with the machine, the date and the commit it was measured",
+        "at. `make bench` and `make bench-full` write this page and the JSON beside it",
+        "(`docs/results/bench-quick.json`, `bench-full.json`) when they finish; the other pages link here",
+        "instead of copying figures. Do not edit it by hand: `tests/test_docs.py` renders it again from",
+        "the JSON and fails where they differ (`python -m src.bench --page` writes it from the JSON).",
+        "What the rows measure and how: [Speed](speed.md).",
+    ]
+    for mode, (title, command) in MODES.items():
+        lines += ["", f"## {title}: `{command.split(' DATA')[0]}`", ""]
+        r = runs.get(mode)
+        if r is None:
+            lines.append(f"No run of this mode is recorded yet: `{command}` writes one here.")
+            continue
+        machine = r.get("machine", {})
+        cpu = machine.get("cpu") or machine.get("processor", "?")
+        versions = ", ".join(
+            f"{name} {machine[key]}"
+            for key, name in (("python", "Python"), ("tensorflow", "TensorFlow"), ("keras", "Keras"))
+            if key in machine
+        )
+        lines.append(
+            f"Recorded {r['date']} on {machine.get('cpus', '?')} cores of {cpu}"
+            + (f" ({versions})" if versions else "")
+            + f", at commit {r.get('commit', 'unknown')}"
+            + (f"; the whole bench took {_duration(r['bench_s'])}." if "bench_s" in r else ".")
+        )
+        if r.get("recorded_from"):
+            lines += ["", r["recorded_from"]]
+        if "targets" not in r:
+            score_targets(r)
+        lines += ["", *target_rows(r), *scaling_rows(r)]
+        if r.get("bench_steps_s"):
+            lines += ["", "| step | time (s) |", "| --- | --- |"]
+            lines += [f"| {name} | {seconds:g} |" for name, seconds in r["bench_steps_s"].items()]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

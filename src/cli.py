@@ -123,6 +123,64 @@ def outlive_closed_output() -> None:
             setattr(sys, name, _ReaderMayLeave(stream, name))
 
 
+def help_text(doc: str, config_name: str, overrides: list[str] | tuple[str, ...] = ()) -> str:
+    """What a command does (its docstring) and each key of its composed config, with its value and the
+    YAML comment that says what it means (`overrides` apply: `backbone=simple_cnn --help` shows its keys)."""
+    import json
+    import textwrap
+
+    from hydra.core.plugins import Plugins
+
+    from src import config
+
+    Plugins.instance()  # the sweepers and launchers (hydra/sweeper=optuna_search), as hydra.main finds them
+    cfg = config.compose(overrides, config_name)
+    described = config.key_descriptions(config_name, overrides)
+
+    def meaning(text: str) -> list[str]:
+        return textwrap.wrap(text, 104, initial_indent="      ", subsequent_indent="      ")
+
+    lines = [doc.strip(), "", "Keys (key=value on the command line; shown with the value they have now):"]
+    told: set[str] = set()
+    for key, value in config.leaf_keys(cfg).items():
+        found = config.description_of(key, described)
+        if found and found[0] != key and found[0] not in told:
+            told.add(found[0])
+            lines += [f"  {found[0]}:", *meaning(found[1])]
+        shown = value if isinstance(value, str) else json.dumps(value)
+        lines.append(f"  {key}={shown if len(shown) <= 96 else shown[:92] + ' ...'}")
+        if found and found[0] == key:
+            lines += meaning(found[1])
+    groups = sorted(
+        str(d.relative_to(config.CONF_DIR))
+        for d in config.CONF_DIR.rglob("*")
+        if d.is_dir() and d.relative_to(config.CONF_DIR).parts[0] not in ("commands", "hydra")
+    )
+    if config_name in ("train", "evaluate"):
+        lines += ["", "Groups (group=choice; +experiment=NAME adds a preset):"]
+        for group in groups:
+            choices = sorted(p.stem for p in (config.CONF_DIR / group).glob("*.yaml"))
+            lines.append(f"  {group}: {', '.join(choices)}")
+    lines += [
+        "",
+        "Hydra's options: --cfg job prints the composed config and exits; --hydra-help lists the others.",
+    ]
+    return "\n".join(lines)
+
+
+def help_if_asked(doc: str | None, config_name: str, argv: list[str] | None = None) -> None:
+    """`--help` or `-h`: the command's help_text, then exit 0 (Hydra's own --help prints the config
+    without a word on what its keys mean)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not {"--help", "-h"} & set(argv):
+        return
+    try:
+        print(help_text(doc or "", config_name, [a for a in argv if a not in ("--help", "-h")]))
+    except UserError as e:
+        fail(str(e))
+    sys.exit(0)
+
+
 def fail(message: str, code: int = 2) -> None:
     """End the command with `error: message` on stderr."""
     print(f"error: {message}", file=sys.stderr)

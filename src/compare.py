@@ -8,6 +8,7 @@ changed between them (config, code, data, environment) and their metrics side by
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -23,10 +24,8 @@ def tracking_config(overrides: list[str] | None = None) -> DictConfig:
     return config.compose(overrides or []).tracking
 
 
-@cli.command()
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
+def arguments() -> argparse.ArgumentParser:
+    """The command's options (its --help; the docs' commands are checked against them)."""
     parser = argparse.ArgumentParser(
         prog="python -m src.compare",
         description="Compare MLflow runs side by side: a sweep (re-logged on its parent run) or any runs.",
@@ -43,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "overrides", nargs="*", help="tracking overrides, e.g. tracking.champion.min_delta=0.002"
     )
+    return parser
+
+
+@cli.command()
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
     args = parser.parse_args(argv)
     import mlflow
 

@@ -102,5 +102,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    cli.help_if_asked(__doc__, "evaluate")
     cli.outlive_closed_output()  # `python -m src.evaluate | head` must not end it
     main()

@@ -149,4 +149,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    cli.help_if_asked(__doc__, "commands/export")
     main()

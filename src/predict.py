@@ -86,4 +86,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    cli.help_if_asked(__doc__, "commands/predict")
     main()

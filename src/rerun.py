@@ -23,8 +23,19 @@ from src.tracking.rerun import prepare
 
 @cli.command()
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if {"--help", "-h"} & set(argv):
+        print(__doc__.strip())
+        print(
+            "\nOptions:\n  run_id=<id>        the run to run again\n"
+            "  model=<models:/ URI>  or the run behind a registered model version\n"
+            "  same_code=true     refuse to run when the code differs from the run's commit\n"
+            "  allow_other_data=true  run even when the data's digest differs from the run's\n"
+            "Any other key=value is an override of python -m src.train (python -m src.train --help)."
+        )
+        return 0
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    arguments = prepare(sys.argv[1:] if argv is None else argv)
+    arguments = prepare(argv)
     logging.getLogger().handlers.clear()  # Hydra configures logging for the run (and its log file)
     import runpy
 

@@ -30,8 +30,8 @@ from src.apps.tracking_server import (
 )
 
 
-@cli.command()
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
+    """The command's options (its --help; the docs' commands are checked against them)."""
     parser = argparse.ArgumentParser(prog="python -m src.server", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--backend",
@@ -52,8 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"ask for logins (MLflow's basic-auth app); the admin's password from {ADMIN_PASSWORD}",
     )
-    parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--port", type=int, default=5000, help="the port (default: 5000)")
+    parser.add_argument("--workers", type=int, default=2, help="the server's worker processes (default: 2)")
+    return parser
+
+
+@cli.command()
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
     args, extra = parser.parse_known_args(argv)
 
     backend = args.backend or f"sqlite:///{(DEFAULT_ROOT / 'mlflow.db').absolute()}"
@@ -75,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  logins:    required; users and permissions in {redacted(users)} ({auth_config})")
         print("             clients set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
         if not os.environ.get(SECRET_KEY):
-            # signs the UI's forms (CSRF); one per start suffices for one server, see the README
+            # signs the UI's forms (CSRF); one per start suffices for one server, see docs/scale.md
             os.environ[SECRET_KEY] = secrets.token_hex(32)
             print(f"  {SECRET_KEY} not set: a random key for this start")
         command += ["--app-name", "basic-auth"]

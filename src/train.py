@@ -144,5 +144,6 @@ def main(cfg: DictConfig) -> Any:
 
 
 if __name__ == "__main__":
+    cli.help_if_asked(__doc__, "train")
     cli.outlive_closed_output()  # `python -m src.train | head` must not end the training
     main()

@@ -11,12 +11,20 @@ import os
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
+    """The command's options (its --help; the docs' commands are checked against them)."""
     parser = argparse.ArgumentParser(prog="python -m src.ui", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--port", type=int, default=5000, help="the UI's port (default: 5000)")
     parser.add_argument("--host", default="127.0.0.1", help="keep 127.0.0.1 unless you mean to share it")
     parser.add_argument("--store", default=os.environ.get("MLFLOW_TRACKING_URI"), help="default: ./mlruns")
-    parser.add_argument("--experiment", default="handwritten-digits")
+    parser.add_argument(
+        "--experiment", default="handwritten-digits", help="the experiment whose runs' address is printed"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
     args = parser.parse_args(argv)
 
     import mlflow

@@ -108,7 +108,7 @@ SMOKE_SWEEP = ["-m", "+experiment=smoke", "backbone=vgg16,vgg19,resnet50", "back
 
 @pytest.fixture(scope="session")
 def smoke_sweep(tmp_path_factory):
-    """The issue's smoke sweep over the three backbones, run once into its own store."""
+    """The smoke sweep over the three backbones (docs/sweeps.md), run once into its own store."""
     root = tmp_path_factory.mktemp("smoke_sweep")
     uri = new_store(root)
     result = run_cli(

@@ -40,7 +40,7 @@ def auth_server(tmp_path_factory):
         uri = f"http://127.0.0.1:{port}"
         for name, value in login("admin", ADMIN_PASSWORD).items():
             patch.setenv(name, value)
-        # as the README shows: MLflow's own client for users and permissions
+        # as docs/scale.md shows: MLflow's own client for users and permissions
         mlflow.server.get_app_client("basic-auth", tracking_uri=uri).create_user(READER, READER_PASSWORD)
         experiment_id = mlflow.MlflowClient(uri).create_experiment("handwritten-digits")
         patch.delenv(access.USERNAME)

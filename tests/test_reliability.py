@@ -176,7 +176,7 @@ def test_the_drawing_server_refuses_bad_requests_and_keeps_serving(digit_model, 
         assert _http(f"{url}/predict") == 405  # GET on the endpoint
         assert _http(f"{url}/nowhere") == 404
         assert _http(f"{url}/predict", "POST", png.getvalue()) == 200  # blank: an answer, not an error
-        # the bad pictures: each answered (never a 500), and the page keeps serving
+        # the bad pictures of src/data/pictures.py: each answered (never a 500), and the page keeps serving
         answers = {}
         for name, data in bad_pictures(np.random.default_rng(0)).items():
             request = urllib.request.Request(f"{url}/predict", data=data, method="POST")

@@ -1,4 +1,4 @@
-"""MLflow's model server on a registered model and on its reading model: started as the README says
+"""MLflow's model server on a registered model and on its reading model: started as docs/serving.md says
 (`make serve-model`, from a shell whose PATH lacks the venv), scored over loopback, bad requests answered
 with 4xx; `mlflow models predict`; the reading model loaded where this repository is not importable."""
 

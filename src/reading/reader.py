@@ -16,24 +16,26 @@ from src.reading.segmentation import DigitCrop, NotALine, decode, picture_size, 
 
 # A digit is read as sure when the model's (calibrated) probability of it is at least this. 0.98, not 0.9:
 # of the numbers composed from validation digits that read sure, 1.6% were wrong at 0.9, 1.1% at 0.95 and
-# 0.6% at 0.98 (README, Read digits from pictures, "How sure is sure").
+# 0.6% at 0.98 (docs/changelog.md, 2026-12-03).
 SURE = 0.98
 # A digit is read as sure only where the segmentation is sure of how many digits its blob holds: the best
 # reading of the blob beats its best reading as any other number of digits by at least this much (in the
 # joint score's log units; src/reading/segmentation.py). Chosen on numbers composed from the validation
-# split's digits (README, "How many digits"): 3 kept all but 0.8% of the sure numbers and made the sure
+# split's digits (docs/changelog.md, 2026-12-03): 3 kept all but 0.8% of the sure numbers and made the sure
 # ones wrong 0.46% of the time instead of 0.56%.
 COUNT_MARGIN = 3.0
 # A digit is read as sure only where it is at least this share of the height of the tallest digit in its
 # line: a speck or a broken-off tick read as a "1" a seventh as tall as its neighbours is not a digit of
-# the number. Chosen on numbers composed from the validation split's digits (README, "Much smaller than
-# the rest"): from 0.35 up every reading it made unsure was wrong, and no digit of a number read exactly
+# the number. Chosen on numbers composed from the validation split's digits (docs/changelog.md,
+# 2026-12-04): from 0.35 up every reading it made unsure was wrong, and no digit of a number read exactly
 # stood under 0.5.
 MIN_HEIGHT = 0.35
 
 
 @dataclass
 class DigitReading:
+    """One digit of a reading: its class, how sure, where (the box in the picture) and why it may not be."""
+
     digit: int
     probability: float
     top: list[dict]  # the most likely classes: {digit, probability}
@@ -53,6 +55,9 @@ class DigitReading:
 
 @dataclass
 class Reading:
+    """What a picture reads as: what `src.predict json=true` prints per picture, and the drawing page and
+    the reading model answer (`message` says why a reading is unsure, or why there are no digits)."""
+
     number: str  # the most likely digits, as a plain digit string
     digits: list[DigitReading] = field(default_factory=list)
     message: str = ""

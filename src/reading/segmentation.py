@@ -76,15 +76,15 @@ SHORT = 0.75
 SHORT_COST = 6.0
 # With a digit score (a model fitted with one): each piece also scores DIGIT_SCORE_WEIGHT x the log of
 # how much it looks like a digit, so a half digit or two digits in one piece lose to a clean cut. Chosen
-# from 0, 0.5, 1 and 2 on numbers composed from the validation split's digits (README, "Read digits").
+# from 0, 0.5, 1 and 2 on numbers composed from the validation split's digits (docs/changelog.md).
 DIGIT_SCORE_WEIGHT = 2.0
 # Two blobs that overlap left to right (a digit in two strokes, a broken line, or two digits close
 # together) are read as one where that reading scores MERGE_COST more than the two apart, one of them,
 # alone, reads poorly (its class's log-probability plus the digit score's term under WEAK) and the
 # shorter stands under PIECE_HEIGHT of the two together (a piece of a digit is shorter than the digit;
 # two digits side by side are each about as tall as both). Chosen on numbers composed from the
-# validation split's digits and on mouse-drawn numbers of other seeds than the bench's (README, "Read
-# digits"): the right joins (broken fine-pen digits) won by 5.5 to 22 with a piece at -2.96 or less; the
+# validation split's digits and on mouse-drawn numbers of other seeds than the bench's (docs/changelog.md,
+# 2026-12-02): the right joins (broken fine-pen digits) won by 5.5 to 22 with a piece at -2.96 or less; the
 # wrong ones (close digits) won by up to 6.25, every piece at -0.61 or more in a first draw of drawn
 # numbers; in 200 drawn numbers the first two conditions still cost 7 numbers (whole digits joined), the
 # third brought them back.
@@ -98,7 +98,7 @@ PIECE_HEIGHT = 0.8
 # whose connected strokes' median slant departs from MNIST's by more than SLANT_MIN (about 14 degrees) is
 # sheared to MNIST's before it is read (SLANT_MIN None: never). Only strokes no wider than tall (their
 # lean taken off their width) count: two touching digits have a slant of where they sit, not of how they
-# lean. Chosen on numbers composed from MNIST test digits (README, "Read digits"): with 0.2 and every
+# lean. Chosen on numbers composed from MNIST test digits (docs/changelog.md): with 0.2 and every
 # blob counted, a third of the upright touching pairs were sheared, by mistake.
 MNIST_SLANT = -0.143
 SLANT_MIN: float | None = 0.25

@@ -79,7 +79,7 @@ def _explain(status: int, message: str, server: str) -> str:
     said = f" ({reply.group(1).strip()})" if reply and reply.group(1).strip() else ""
     return (
         f"the tracking server {server} refused {what} to user {user!r}{said}: an admin can grant the "
-        f"permission (README: A shared tracking server), or set {_LOGIN} to another user's login"
+        f"permission (docs/scale.md: Logins and permissions), or set {_LOGIN} to another user's login"
     )
 
 

@@ -225,7 +225,7 @@ def fit_digit_score(
             mlp = MLPClassifier((hidden,), alpha=0.01, max_iter=300, random_state=seed)
             # in float32: 1.2-1.3 s against 1.9-2.0 s in float64 for fast_baseline's 4,000 crops (Intel
             # Xeon, 2026-12-03). Rounding can end the fit at another pass (one seed's threshold moved from
-            # 0.0024 to 0.0034); three models read the bench's 2,100 numbers the same but one (README)
+            # 0.0024 to 0.0034); three models read the bench's 2,100 numbers the same but one (changelog)
             with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread (above)
                 mlp.fit(scaler.transform(x).astype(np.float32), y)
         (first, last), (first_bias, last_bias) = mlp.coefs_, mlp.intercepts_
