@@ -23,7 +23,8 @@ install: system  ## create .venv and install the project with its test tools (an
 	$(PY) -m pip install --quiet -e '.[dev]'
 
 # handwriting fonts made from people's writing: the reading benchmark's other hands (src/data/other_hands.py)
-HAND_FONTS := fonts-dkg-handwriting fonts-bwht fonts-breip fonts-humor-sans fonts-ecolier-court fonts-dancingscript
+HAND_FONTS := fonts-dkg-handwriting fonts-bwht fonts-breip fonts-humor-sans fonts-ecolier-court fonts-dancingscript \
+  fonts-klee fonts-rufscript fonts-sjfonts fonts-kaushanscript fonts-seto fonts-yusei-magic
 
 system:  ## Debian's Chromium (browser tests, driven headless by Playwright), PostgreSQL (server tests), handwriting fonts
 	@missing=""; \

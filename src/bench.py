@@ -477,10 +477,11 @@ def other_hands(model_uri: str, store: str, count: int) -> dict:
         "uci_single": [scans[i] for i in rng.choice(len(scans), min(len(scans), 10 * count), replace=False)],
         "uci_numbers": uci_numbers(rng, count),
         "fonts": font_numbers(rng, 2 * count),
+        "held_out_fonts": font_numbers(rng, 2 * count, available_fonts(held_out=True)),
     }
-    if not sets["fonts"]:
-        del sets["fonts"]
+    sets = {name: pictures for name, pictures in sets.items() if pictures}
     result: dict = {"other_hands_fonts": len(available_fonts())}
+    result["other_hands_held_out_fonts"] = len(available_fonts(held_out=True))
     sure_all = wrong_all = exact_all = total_all = 0
     for name, pictures in sets.items():
         exact = right = digits = merged = split = sure = sure_wrong = 0

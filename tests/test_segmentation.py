@@ -635,3 +635,38 @@ def test_varied_numbers_differ_in_size_pen_and_ink_and_still_come_apart():
     assert min(heights) < 60 < max(heights) and max(darkest) > 120 > min(darkest)
     apart = [len(segmentation.blobs(segmentation.ink(g))) == 5 for g in pictures]
     assert sum(apart) >= 16, apart
+
+
+def test_a_fine_pen_running_faint_stays_one_stroke():
+    """A hairline between two firm strokes (a fine nib's upstroke, a pen running dry) at a quarter of the
+    ink's strength: joined to the strokes it continues, not cut out as paper."""
+    from PIL import Image, ImageDraw
+
+    picture = Image.new("L", (120, 120), 255)
+    draw = ImageDraw.Draw(picture)
+    draw.line([(30, 20), (30, 100)], fill=0, width=2)  # firm
+    draw.line([(30, 20), (90, 100)], fill=255 - 60, width=1)  # faint: 60 of 255
+    draw.line([(90, 60), (90, 100)], fill=0, width=2)  # firm again
+    strokes = segmentation.ink(np.asarray(picture, np.float32))
+    assert len(segmentation.blobs(strokes)) == 1
+    # a photo's grain is not ink: the faint threshold stands over the paper's noise
+    rng = np.random.default_rng(0)
+    noisy = np.clip(np.asarray(picture, np.float32) + rng.normal(0, 25, (120, 120)), 0, 255)
+    mask = segmentation.ink_mask(segmentation.ink(noisy))
+    assert mask.mean() < 0.05
+
+
+def test_small_writing_keeps_its_digits_apart():
+    """A number a few pens tall in a large picture: its digits stand a few pixels apart, and the fine
+    pen's gap bridging must not join them."""
+    from src.data import other_hands
+
+    fonts = other_hands.available_fonts()
+    rng = np.random.default_rng(3)
+    counted = []
+    for name in ("dkg", "dancing-script"):  # fonts whose digits stand apart (in others they touch)
+        for _ in range(6):
+            number = "".join(str(d) for d in rng.integers(0, 10, 4))
+            gray = other_hands.written_in_font(number, fonts[name], "small", rng)
+            counted.append(len(segmentation.digit_crops(gray)))
+    assert sum(n == 4 for n in counted) >= 10, counted

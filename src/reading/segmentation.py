@@ -225,6 +225,28 @@ def paper(gray: np.ndarray, bright: bool) -> np.ndarray:
     return close(gray, size=(size, size), mode="nearest")
 
 
+# Ink is what stands above INK of the strongest stroke, and the fainter ink down to FAINT joined to it
+# (hysteresis): a fine pen's hairline between two thick strokes, a pen running dry, belong to the stroke
+# they continue, while faint specks and shadows apart from the writing stay paper.
+INK = 0.35
+FAINT = 0.2
+
+
+def ink_mask(strokes: np.ndarray) -> np.ndarray:
+    """Which pixels are ink (bool), from `ink`'s intensities."""
+    from scipy import ndimage
+
+    strong = strokes > INK * strokes.max()
+    if FAINT >= INK or stroke_width(strong) >= FINE_PEN:  # only a fine pen has hairlines to lose
+        return strong
+    # over the noise of the paper (a photo's grain), or the faint ink joins its specks to the strokes
+    paper = strokes[~strong]
+    noise = 1.4826 * float(np.median(np.abs(paper - np.median(paper)))) if paper.size else 0.0
+    faint = strokes > max(FAINT * strokes.max(), 6 * noise)
+    labels, _ = ndimage.label(faint, structure=np.ones((3, 3)))
+    return np.isin(labels, np.unique(labels[strong]))
+
+
 @dataclass
 class Blob:
     """Connected strokes (and strokes stacked over them) that hold one digit or a few touching ones."""
@@ -242,15 +264,17 @@ def blobs(strokes: np.ndarray, pen_strokes: np.ndarray | None = None) -> list[Bl
 
     if strokes.size == 0 or strokes.max() < MIN_CONTRAST:
         return []
-    mask = strokes > 0.35 * strokes.max()
+    mask = ink_mask(strokes)
     if pen_strokes is not None:
         labels, count = _ink_by_stroke(mask, pen_strokes)
     else:
         labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     pen = stroke_width(mask)
-    if count > 1 and pen < FINE_PEN and pen_strokes is None:
+    rows = np.flatnonzero(mask.any(axis=1))
+    if count > 1 and pen < FINE_PEN and pen_strokes is None and rows[-1] - rows[0] >= BRIDGE_HEIGHT * pen:
         # a fine pen's faint line breaks into pieces at the threshold: bridge gaps of a few pixels, where
-        # the pieces are lines (many times longer than wide), not dots
+        # the pieces are lines (many times longer than wide), not dots, and the writing is tall beside its
+        # pen (small writing's digits stand a few pixels apart: bridged, they were read as one)
         lengths = [max(s.stop - s.start for s in where) for where in ndimage.find_objects(labels)]
         if np.percentile(lengths, 75) >= 4 * pen:
             labels, _ = ndimage.label(ndimage.binary_dilation(mask, iterations=2), structure=np.ones((3, 3)))
@@ -594,7 +618,7 @@ def line_shear(strokes: np.ndarray) -> Shear | None:
 
     if SLANT_MIN is None or strokes.size == 0 or strokes.max() < MIN_CONTRAST:
         return None
-    labels, _ = ndimage.label(strokes > 0.35 * strokes.max(), structure=np.ones((3, 3)))
+    labels, _ = ndimage.label(ink_mask(strokes), structure=np.ones((3, 3)))
     where = ndimage.find_objects(labels)
     tallest = max(rows.stop - rows.start for rows, _ in where)
     slants = []
@@ -700,6 +724,9 @@ def _best_split(
 THIN_STROKE = 1.2
 MIN_STROKE = 2.0
 FINE_PEN = 2.5  # strokes thinner than this many pixels (in the picture as read) are a fine pen's
+# ... where the writing is at least this many pens tall (a fine pen in a large picture: 30 and more; small
+# writing in a small pen: 7 to 12)
+BRIDGE_HEIGHT = 20
 
 
 def stroke_width(mask: np.ndarray) -> float:
