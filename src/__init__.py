@@ -18,6 +18,9 @@ STARTED = time.time()
 
 # TensorFlow's C++ log after start-up: warnings and errors, not its notes.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# MLflow's progress bars for artifacts it copies (a model logged or loaded): a screenful of bars for
+# files of a few megabytes, in every command that registers or reads a model. True brings them back.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 # What TensorFlow's C++ side prints while it loads, whatever TF_CPP_MIN_LOG_LEVEL says (it logs before
 # its logging is set up): notes on oneDNN, CPU instructions and a missing CUDA driver, none of them

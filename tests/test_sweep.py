@@ -76,6 +76,9 @@ def test_smoke_sweep_groups_and_compares_its_runs(smoke_sweep):
     out = smoke_sweep["stdout"]
     assert "| run " in out and "val_accuracy" in out and "models:/handwritten-digits@champion" in out
     assert "best by validation accuracy: " in out
+    # registration is quiet: no artifact progress bars, no request for type hints
+    for noise in ("Downloading artifacts", "Add type hints"):
+        assert noise not in smoke_sweep["stderr"] and noise not in out, noise
 
 
 # here, not in a file of its own: under `make test` each file runs in one worker, and the smoke sweep (a
