@@ -80,6 +80,11 @@ def validate_training(cfg: DictConfig) -> None:
     _whole(cfg, "data.train_limit", 1, allow_none=True)
     _whole(cfg, "data.test_limit", 1, allow_none=True)
     _number(cfg, "data.val_split", 0.0, 1.0, low_open=False)
+    if cfg.data.name == "folder":
+        _number(cfg, "data.test_split", 0.0, 1.0, low_open=False)
+        _number(cfg, "data.mix_mnist", 0.0, 1.0, low_open=False)
+        _choice(cfg, "data.strict", (True, False))
+        _whole(cfg, "data.workers", 1, allow_none=True)
     if cfg.data.val_split == 0 and cfg.training.enabled:
         raise UserError(
             "data.val_split: 0 leaves no validation split, and early stopping, calibration and the champion "

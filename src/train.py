@@ -26,7 +26,8 @@ def train(
     What can be refused cheaply (a login, the data file, a run that cannot be resumed) is refused before
     TensorFlow loads.
     """
-    from src import data, tracking
+    from src import tracking
+    from src.reading.folder import load_data
     from src.tracking import access
     from src.training import distribute, fit, non_digits
 
@@ -38,7 +39,7 @@ def train(
     uri = tracking.resolve_uri(cfg.tracking.uri)
     access.check_login(uri)
     tracking.check_folder(uri)
-    digits = data.load_digits(cfg.data, strict=cfg.strict)
+    digits = load_data(cfg.data, strict=cfg.strict)
     # generated non-digits and digits cut as a reader cuts them, for the training split: cut in another
     # process while TensorFlow loads and the model is built (src/training/non_digits.py). A run logged
     # before the key existed (src.rerun) trained without them.
