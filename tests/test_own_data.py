@@ -83,7 +83,7 @@ def test_train_and_test_folders_are_kept(tmp_path, compose_cfg):
 
 def test_many_pictures_are_read_in_processes_the_same(tmp_path, compose_cfg, monkeypatch):
     write_digits(tmp_path, 60)
-    paths = sorted(tmp_path.rglob("*.*"))
+    paths = sorted(str(p) for p in tmp_path.rglob("*.*"))
     alone, read_alone = folder.read_pictures(paths, strict=True, workers=1)
     monkeypatch.setattr(folder, "IN_PROCESS", 10)
     monkeypatch.setattr(folder, "CHUNK", 16)

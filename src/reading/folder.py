@@ -38,12 +38,12 @@ def load_data(cfg: DictConfig, strict: bool = False, evaluation: bool = False) -
     return load_digits(cfg, strict=strict)
 
 
-def list_pictures(root: Path) -> dict[str, list[tuple[Path, int]]]:
+def list_pictures(root: Path) -> dict[str, list[tuple[str, int]]]:
     """The pictures and labels of each part of the folder: "pool" (the digit folders at the top and
     under train/) and "test"; subfolders starting with "." or "_" are skipped."""
     if not root.is_dir():
         raise UserError(f"data.path: no such folder: {root} ({LAYOUT})")
-    parts: dict[str, list[tuple[Path, int]]] = {"pool": [], "test": []}
+    parts: dict[str, list[tuple[str, int]]] = {"pool": [], "test": []}
     for part, folder in (("pool", root), ("pool", root / "train"), ("test", root / "test")):
         if not folder.is_dir():
             continue
@@ -52,7 +52,8 @@ def list_pictures(root: Path) -> dict[str, list[tuple[Path, int]]]:
                 continue
             if sub.name not in {str(d) for d in range(NUM_CLASSES)}:
                 raise UserError(f"data.path: {sub}: not a digit folder ({LAYOUT})")
-            pictures = sorted(p for p in sub.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+            with os.scandir(sub) as found:  # names, not Path objects: a folder may hold 60,000
+                pictures = sorted(e.path for e in found if e.name.lower().endswith(SUFFIXES) and e.is_file())
             parts[part] += [(p, int(sub.name)) for p in pictures]
     if not parts["pool"] and not parts["test"]:
         raise UserError(f"data.path: {root} holds no pictures ({LAYOUT}; {', '.join(SUFFIXES)})")
@@ -60,7 +61,7 @@ def list_pictures(root: Path) -> dict[str, list[tuple[Path, int]]]:
 
 
 def read_pictures(
-    paths: list[Path], strict: bool, workers: int | None = None
+    paths: list[str], strict: bool, workers: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The crops of the pictures, (N, 28, 28) uint8, and which were read (N,) bool. A picture that
     cannot be read (or holds no ink) is skipped and counted in the log; with `strict`, refused."""
@@ -80,7 +81,7 @@ def read_pictures(
 
         if len(paths) < IN_PROCESS or workers == 1:
             for chunk in chunks:
-                done(chunk, *read_chunk([str(paths[i]) for i in chunk]))
+                done(chunk, *read_chunk(paths[chunk.start : chunk.stop]))
         else:
             _in_processes(paths, chunks, workers, done)
     if failures:
@@ -89,19 +90,27 @@ def read_pictures(
     return images, read
 
 
-def _in_processes(paths: list[Path], chunks: list[range], workers: int, done: Callable) -> None:
+def _in_processes(paths: list[str], chunks: list[range], workers: int, done: Callable) -> None:
+    """The chunks read by `workers` processes, a few ahead of the one being taken in: each chunk's
+    crops are let go once copied, so memory holds the pictures once."""
     import multiprocessing
+    from collections import deque
 
     # a fresh interpreter per worker ("spawn"): a fork of a process that may hold TensorFlow's threads
     # can hang
     context = multiprocessing.get_context("spawn")
+    waiting = deque(chunks)
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [(chunk, pool.submit(read_chunk, [str(paths[i]) for i in chunk])) for chunk in chunks]
+        running: deque = deque()
         try:
-            for chunk, future in futures:
+            while waiting or running:
+                while waiting and len(running) < 2 * workers:
+                    chunk = waiting.popleft()
+                    running.append((chunk, pool.submit(read_chunk, paths[chunk.start : chunk.stop])))
+                chunk, future = running.popleft()
                 done(chunk, *future.result())
         except BaseException:
-            for _, future in futures:
+            for _, future in running:
                 future.cancel()
             raise
 
@@ -132,42 +141,50 @@ def _progress(total: int):
 def load_folder(cfg: DictConfig, strict: bool = False, evaluation: bool = False) -> Digits:
     """The folder's pictures split into train/validation/test: test/ where the folder has one (else a
     seeded share, data.test_split), validation a seeded share of the rest (data.val_split). For an
-    evaluation (`evaluation`) every picture is in the test split (test/ alone where there is one)."""
+    evaluation (`evaluation`) every picture is in the test split (test/ alone where there is one).
+
+    The split is made on the labels (the folders' names) before any picture is read, and the pictures
+    are read in its order into one array: the splits are views of it, no copies (a picture that cannot
+    be read leaves its split, which then is one)."""
     if not cfg.path:
         raise UserError(f"data.path: give the folder of pictures (data=folder data.path=DIR; {LAYOUT})")
     root = Path(str(cfg.path)).expanduser().absolute()
     parts = list_pictures(root)
     if evaluation:
         parts = {"pool": [], "test": parts["test"] or parts["pool"]}
-    start = time.perf_counter()
-    x, y = _read_parts(parts, strict, cfg.get("workers"))
-    count = len(y["pool"]) + len(y["test"])
-    log.info("data: %d pictures read from %s in %.1f s", count, root, time.perf_counter() - start)
+    labels = {part: np.array([label for _, label in found], np.int64) for part, found in parts.items()}
     if not evaluation and not cfg.get("mix_mnist"):
-        _check_classes(root, np.concatenate([y["pool"], y["test"]]))
-    x_pool, y_pool, x_test, y_test = x["pool"], y["pool"], x["test"], y["test"]
-    if not evaluation and not parts["test"]:
-        x_pool, y_pool, x_test, y_test = _held_out(root, x_pool, y_pool, cfg.test_split, cfg.split_seed)
-    val_split = 0.0 if evaluation else cfg.val_split
-    x_train, y_train, x_val, y_val = _held_out(root, x_pool, y_pool, val_split, cfg.split_seed)
-    x_train, y_train = _limit(x_train, y_train, cfg.get("train_limit"))
-    x_test, y_test = _limit(x_test, y_test, cfg.get("test_limit"))
-    digits = Digits("folder", str(root), x_train, y_train, x_val, y_val, x_test, y_test)
+        _check_classes(root, np.concatenate(list(labels.values())))
+    order = _split_order(root, cfg, labels, evaluation)
+    paths = [parts[part][i][0] for part, indices in order for i in indices]
+    start = time.perf_counter()
+    images, read = read_pictures(paths, strict, cfg.get("workers"))
+    if not read.any():
+        raise UserError(f"data.path: none of the {len(paths)} pictures could be read")
+    log.info("data: %d pictures read from %s in %.1f s", read.sum(), root, time.perf_counter() - start)
+    splits, at = [], 0
+    for part, indices in order:
+        x, y, ok = images[at : at + len(indices)], labels[part][indices], read[at : at + len(indices)]
+        splits += [x, y] if ok.all() else [x[ok], y[ok]]
+        at += len(indices)
+    digits = Digits("folder", str(root), *splits)
     if cfg.get("mix_mnist") and not evaluation:
         digits = mix_mnist(digits, cfg, strict)
     return digits
 
 
-def _read_parts(parts, strict, workers):
-    paths = parts["pool"] + parts["test"]
-    images, read = read_pictures([p for p, _ in paths], strict, workers)
-    labels = np.array([label for _, label in paths], np.int64)
-    split = len(parts["pool"])
-    x = {"pool": images[:split][read[:split]], "test": images[split:][read[split:]]}
-    y = {"pool": labels[:split][read[:split]], "test": labels[split:][read[split:]]}
-    if not len(y["pool"]) and not len(y["test"]):
-        raise UserError(f"data.path: none of the {len(paths)} pictures could be read")
-    return x, y
+def _split_order(root: Path, cfg: DictConfig, labels: dict, evaluation: bool) -> list:
+    """(part, indices into it) of the training, validation and test splits, in that order."""
+    pool = np.arange(len(labels["pool"]))
+    test = ("test", np.arange(len(labels["test"])))
+    if not evaluation and not len(test[1]):
+        pool, _, held, _ = _held_out(root, pool, labels["pool"], cfg.test_split, cfg.split_seed)
+        test = ("pool", held)
+    val_split = 0.0 if evaluation else cfg.val_split
+    train, _, val, _ = _held_out(root, pool, labels["pool"][pool], val_split, cfg.split_seed)
+    train = _limit(train, train, cfg.get("train_limit"))[0]
+    test = (test[0], _limit(test[1], test[1], cfg.get("test_limit"))[0])
+    return [("pool", train), ("pool", val), test]
 
 
 def _held_out(root: Path, x: np.ndarray, y: np.ndarray, share: float, seed: int):
