@@ -123,6 +123,11 @@ def validate_training(cfg: DictConfig) -> None:
     devices = cfg.training.devices
     if devices is not None and (isinstance(devices, str) or not all(isinstance(d, str) for d in devices)):
         raise UserError(f"training.devices: {devices!r} is not null or a list of device names")
+    init_from = cfg.training.get("init_from")
+    if init_from is not None and (not isinstance(init_from, str) or not init_from):
+        raise UserError(
+            f"training.init_from: {init_from!r} is not an MLflow model URI (e.g. models:/name@alias)"
+        )
     if cfg.training.resume is not None and not isinstance(cfg.training.resume, str):
         raise UserError(f"training.resume: {cfg.training.resume!r} is not an MLflow run id")
     tags = cfg.tracking.tags
@@ -186,6 +191,7 @@ class DrawConfig:
     top: int = 3
     tracking_uri: Optional[str] = None  # noqa: UP045
     sure: float = 0.9
+    corrections: Optional[str] = None  # noqa: UP045
 
 
 @dataclass

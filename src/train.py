@@ -29,7 +29,7 @@ def train(
     from src import tracking
     from src.reading.folder import load_data
     from src.tracking import access
-    from src.training import distribute, fit, non_digits
+    from src.training import distribute, fit, init_from, non_digits
 
     if not cfg.training.enabled:
         from src.evaluate import evaluate_registered
@@ -39,6 +39,8 @@ def train(
     uri = tracking.resolve_uri(cfg.tracking.uri)
     access.check_login(uri)
     tracking.check_folder(uri)
+    # a fine-tune (training.init_from): the model is there, and its run's network config is the run's
+    begin = init_from.start(cfg, init_from.given_overrides())
     digits = load_data(cfg.data, strict=cfg.strict)
     # generated non-digits and digits cut as a reader cuts them, for the training split: cut in another
     # process while TensorFlow loads and the model is built (src/training/non_digits.py). A run logged
@@ -64,7 +66,7 @@ def train(
         policy = precision.choose(cfg.training.precision, cfg.training.precision_probe)
         networks.set_precision(policy[0])
         log.info("data: %s %s from %s", digits.name, digits.sizes(), digits.source)
-        network = networks.build_model(cfg, strict=cfg.strict)
+        network = init_from.build_network(cfg, begin)  # from scratch, or from training.init_from
         fallbacks = digits.fallbacks + network.fallbacks
         cli.announce(fallbacks)
 
@@ -75,6 +77,8 @@ def train(
             tracking.use_store(cfg.tracking)
             active = tracking.start_run(name, sweep.get("parent_run_id"), tags, run_id=cfg.training.resume)
             tracking.log_setup(cfg, hydra_output_dir, network.model, digits, distribution, fallbacks, policy)
+            if begin:
+                tracking.log_init_from(begin.uri, begin.run_id)
             return active.info.run_id
 
         # a resumed run is opened first: where its training continues is in the run
