@@ -116,3 +116,21 @@ def test_weights_that_do_not_fit_the_network_are_refused(compose_cfg):
     with pytest.raises(UserError, match=r"weight arrays do not fit this network's .*array 0: \(5, 5, 1, 8\)"):
         networks.build_model(cfg, weights=weights)
     assert issubclass(networks.WeightsMismatch, UserError)
+
+
+def test_the_documented_commands_compose(compose_cfg):
+    from hydra import compose, initialize_config_dir
+
+    from src import config
+    from tests.conftest import CONF
+
+    cfg = compose_cfg("+experiment=fine_tune_own", "data.path=experiments/corrections")
+    config.validate_training(cfg)
+    assert cfg.data.name == "folder" and cfg.data.mix_mnist == 0.9 and cfg.augmentation.name == "handwriting"
+    assert cfg.training.init_from == "models:/handwritten-digits@champion" and cfg.training.epochs == 30
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        evaluation = compose(
+            config_name="evaluate", overrides=["data=folder", "data.path=DIR", "model=models:/m/1"]
+        )
+    assert evaluation.training.model_uri == "models:/m/1" and evaluation.data.name == "folder"
+    assert not evaluation.training.enabled
