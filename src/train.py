@@ -39,7 +39,7 @@ def train(
     uri = tracking.resolve_uri(cfg.tracking.uri)
     access.check_login(uri)
     tracking.check_folder(uri)
-    # a fine-tune (training.init_from): the model is there, and its run's network config is the run's
+    # a fine-tune (training.init_from): its model must be there; the network config becomes its run's
     begin = init_from.start(cfg, init_from.given_overrides())
     digits = load_data(cfg.data, strict=cfg.strict)
     # generated non-digits and digits cut as a reader cuts them, for the training split: cut in another
