@@ -80,6 +80,11 @@ def validate_training(cfg: DictConfig) -> None:
     _whole(cfg, "data.train_limit", 1, allow_none=True)
     _whole(cfg, "data.test_limit", 1, allow_none=True)
     _number(cfg, "data.val_split", 0.0, 1.0, low_open=False)
+    if cfg.data.name == "folder":
+        _number(cfg, "data.test_split", 0.0, 1.0, low_open=False)
+        _number(cfg, "data.mix_mnist", 0.0, 1.0, low_open=False)
+        _choice(cfg, "data.strict", (True, False))
+        _whole(cfg, "data.workers", 1, allow_none=True)
     if cfg.data.val_split == 0 and cfg.training.enabled:
         raise UserError(
             "data.val_split: 0 leaves no validation split, and early stopping, calibration and the champion "
@@ -118,6 +123,11 @@ def validate_training(cfg: DictConfig) -> None:
     devices = cfg.training.devices
     if devices is not None and (isinstance(devices, str) or not all(isinstance(d, str) for d in devices)):
         raise UserError(f"training.devices: {devices!r} is not null or a list of device names")
+    init_from = cfg.training.get("init_from")
+    if init_from is not None and (not isinstance(init_from, str) or not init_from):
+        raise UserError(
+            f"training.init_from: {init_from!r} is not an MLflow model URI (e.g. models:/name@alias)"
+        )
     if cfg.training.resume is not None and not isinstance(cfg.training.resume, str):
         raise UserError(f"training.resume: {cfg.training.resume!r} is not an MLflow run id")
     tags = cfg.tracking.tags
@@ -189,6 +199,7 @@ class DrawConfig:
     top: int = 3
     tracking_uri: Optional[str] = None  # noqa: UP045
     sure: float = 0.98
+    corrections: Optional[str] = None  # noqa: UP045
 
 
 @dataclass

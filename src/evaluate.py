@@ -23,12 +23,14 @@ def evaluate_registered(
     cfg: DictConfig, hydra_output_dir: str | None = None, sweep: dict | None = None
 ) -> dict[str, float]:
     """The model at training.model_uri scored on the test split of cfg.data, in a run of its own."""
-    from src import data, tracking
+    from src import tracking
+    from src.reading.folder import load_data
     from src.tracking import access
 
     sweep = sweep or {}
     access.check_login(tracking.resolve_uri(cfg.tracking.uri))
-    digits = data.load_digits(cfg.data, strict=cfg.strict)
+    # a folder is scored whole (its test/ alone where it has one)
+    digits = load_data(cfg.data, strict=cfg.strict, evaluation=True)
     uri = registered_uri(cfg)  # a model that is not there fails before TensorFlow loads
     from src.training import distribute
 

@@ -26,9 +26,10 @@ def train(
     What can be refused cheaply (a login, the data file, a run that cannot be resumed) is refused before
     TensorFlow loads.
     """
-    from src import data, tracking
+    from src import tracking
+    from src.reading.folder import load_data
     from src.tracking import access
-    from src.training import distribute, fit, non_digits
+    from src.training import distribute, fit, init_from, non_digits
 
     if not cfg.training.enabled:
         from src.evaluate import evaluate_registered
@@ -38,7 +39,9 @@ def train(
     uri = tracking.resolve_uri(cfg.tracking.uri)
     access.check_login(uri)
     tracking.check_folder(uri)
-    digits = data.load_digits(cfg.data, strict=cfg.strict)
+    # a fine-tune (training.init_from): its model must be there; the network config becomes its run's
+    begin = init_from.start(cfg, init_from.given_overrides())
+    digits = load_data(cfg.data, strict=cfg.strict)
     # generated non-digits and digits cut as a reader cuts them, for the training split: cut in another
     # process while TensorFlow loads and the model is built (src/training/non_digits.py). A run logged
     # before the key existed (src.rerun) trained without them.
@@ -63,7 +66,7 @@ def train(
         policy = precision.choose(cfg.training.precision, cfg.training.precision_probe)
         networks.set_precision(policy[0])
         log.info("data: %s %s from %s", digits.name, digits.sizes(), digits.source)
-        network = networks.build_model(cfg, strict=cfg.strict)
+        network = init_from.build_network(cfg, begin)  # from scratch, or from training.init_from
         fallbacks = digits.fallbacks + network.fallbacks
         cli.announce(fallbacks)
 
@@ -74,6 +77,8 @@ def train(
             tracking.use_store(cfg.tracking)
             active = tracking.start_run(name, sweep.get("parent_run_id"), tags, run_id=cfg.training.resume)
             tracking.log_setup(cfg, hydra_output_dir, network.model, digits, distribution, fallbacks, policy)
+            if begin:
+                tracking.log_init_from(begin.uri, begin.run_id)
             return active.info.run_id
 
         # a resumed run is opened first: where its training continues is in the run

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from src import UserError
+from src.apps.corrections import Corrections
 
 log = logging.getLogger("src.draw")
 PAGE = Path(__file__).parent / "draw.html"
@@ -36,8 +37,11 @@ def _png(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def create_app(classifier, max_bytes: int = 5_000_000, top: int = 3) -> FastAPI:
-    """The page and its JSON endpoint around a loaded `src.apps.classifier.Classifier`."""
+def create_app(
+    classifier, max_bytes: int = 5_000_000, top: int = 3, corrections: Corrections | None = None
+) -> FastAPI:
+    """The page and its JSON endpoints around a loaded `src.apps.classifier.Classifier`; with
+    `corrections`, a misread drawing can be saved there under its right number (POST /correct)."""
 
     app = FastAPI(title="handwritten-digits drawing page", docs_url=None, redoc_url=None)
     page = PAGE.read_text().replace("{{MODEL}}", classifier.uri)
@@ -50,8 +54,7 @@ def create_app(classifier, max_bytes: int = 5_000_000, top: int = 3) -> FastAPI:
     def health() -> dict:
         return {"status": "ok", "model": classifier.uri}
 
-    @app.post("/predict")
-    async def predict(request: Request) -> JSONResponse:
+    async def received(request: Request) -> bytes | JSONResponse:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_bytes:
             return _error(413, f"the picture is larger than {max_bytes // 1_000_000} MB")
@@ -62,6 +65,38 @@ def create_app(classifier, max_bytes: int = 5_000_000, top: int = 3) -> FastAPI:
                 return _error(413, f"the picture is larger than {max_bytes // 1_000_000} MB")
         if not body:
             return _error(400, "empty request: post a PNG or JPEG picture")
+        return bytes(body)
+
+    @app.get("/corrections")
+    def corrections_saved() -> dict:
+        return {"saved": corrections.count() if corrections else None}
+
+    @app.post("/correct")
+    async def correct(request: Request) -> JSONResponse:
+        """A drawing read again, and saved with its crops under the right number ({"label": "31"})."""
+        if corrections is None:
+            return _error(404, "corrections are not saved by this server (draw.corrections=null)")
+        body = await received(request)
+        if isinstance(body, JSONResponse):
+            return body
+        try:
+            picture, strokes, pen = drawing(body, "application/json")  # the page's drawing, and
+            label = json.loads(body).get("label")  # the right number typed under its reading
+            reading, crops = await run_in_threadpool(
+                classifier.read_picture, picture, "the picture", top, strokes, pen
+            )
+            entry = await run_in_threadpool(
+                corrections.save, picture, [c.image for c in crops], reading.number, label, classifier.uri
+            )
+        except UserError as e:
+            return _error(400, str(e))
+        return JSONResponse({"saved": entry["count"], "label": entry["label"], "id": entry["id"]})
+
+    @app.post("/predict")
+    async def predict(request: Request) -> JSONResponse:
+        body = await received(request)
+        if isinstance(body, JSONResponse):
+            return body
         start = time.perf_counter()
         try:
             picture, strokes, pen = drawing(bytes(body), request.headers.get("content-type", ""))

@@ -162,8 +162,13 @@ class Network:
         return self.fast_model or self.model
 
 
-def build_model(cfg, strict: bool = False) -> Network:
-    """The whole classifier from raw 28x28 digits to 10 probabilities."""
+class WeightsMismatch(UserError):
+    """Another model's weights that do not fit the network built (a fine-tune's starting point)."""
+
+
+def build_model(cfg, strict: bool = False, weights: list | None = None) -> Network:
+    """The whole classifier from raw 28x28 digits to 10 probabilities; with `weights` (another model's,
+    in Keras's order), starting from them."""
     import keras
     from keras import layers
 
@@ -194,6 +199,8 @@ def build_model(cfg, strict: bool = False) -> Network:
         )
     top = keras.Model(top_inputs, y, name="top")
     model = keras.Model(inputs, top(features(inputs)), name=f"{cfg.backbone.name}_{cfg.top.name}")
+    if weights is not None:  # before the frozen backbone's fast twin copies them
+        set_weights(model, weights)
     network = Network(model, features, top, frozen=not backbone.trainable, fallbacks=fallbacks)
     if network.frozen:
         from src.models.frozen_forward import fast_clone
@@ -205,6 +212,19 @@ def build_model(cfg, strict: bool = False) -> Network:
             fast_inputs = keras.Input((*IMAGE_SHAPE, 1), name="digits")
             network.fast_model = keras.Model(fast_inputs, top(fast_features(fast_inputs)), name=model.name)
     return network
+
+
+def set_weights(model, weights: list) -> None:
+    """Another model's weights into this one: refused (WeightsMismatch) unless they fit array by array."""
+    shapes = [tuple(w.shape) for w in model.get_weights()]
+    given = [tuple(getattr(w, "shape", ())) for w in weights]
+    if shapes != given:
+        where = next((i for i, (a, b) in enumerate(zip(shapes, given, strict=False)) if a != b), None)
+        first = f"; array {where}: {given[where]} for {shapes[where]}" if where is not None else ""
+        raise WeightsMismatch(
+            f"its {len(given)} weight arrays do not fit this network's {len(shapes)}{first}"
+        )
+    model.set_weights(weights)
 
 
 def set_precision(policy: str) -> None:

@@ -44,6 +44,7 @@ _API = {
     "log_environment": "runs",
     "log_evaluation": "runs",
     "log_fallbacks": "runs",
+    "log_init_from": "runs",
     "log_feature_cache": "runs",
     "log_logging_time": "runs",
     "log_model": "registry",

@@ -252,9 +252,9 @@ def check_code(tags: Mapping[str, str], same_code: bool) -> None:
 
 def check_data(cfg: DictConfig, tags: Mapping[str, str], allow_other_data: bool) -> str:
     """The digest of the data this run would use against the one the run recorded."""
-    from src import data
+    from src.reading.folder import load_data
 
-    digest = data.load_digits(cfg.data, strict=cfg.strict).digest
+    digest = load_data(cfg.data, strict=cfg.strict).digest
     then = tags.get("data.digest")
     if then == digest:
         return digest

@@ -177,6 +177,12 @@ def log_dataset(digits: Digits) -> None:
     )
 
 
+def log_init_from(uri: str, run_id: str | None) -> None:
+    """A fine-tune's starting point (training.init_from, a param) and the run that logged it: an alias
+    such as @champion moves, the run does not."""
+    mlflow.set_tags({"init_from": uri, "init_from.run_id": run_id or ""})
+
+
 def log_feature_cache(state: str, seconds: float | None, test_seconds: float | None = None) -> None:
     """hit, computed, or off with the reason; the time it took to load or compute the features, and of
     that the time spent on the test digits' features (evaluation, which an uncached run pays after
