@@ -1,9 +1,9 @@
 """A picture of one digit (a scan, a photo, a crop a page saved) as the model sees it: the reader's own
 steps, in the reader's order, so that a model trained on such pictures sees what reading sees.
 
-`src.reading.segmentation` finds the ink (either polarity, the paper taken away place by place), its
-blobs (specks dropped), straightens a slanted line and normalises a digit the way MNIST was made
-(`mnist_style`). A picture of one digit is one piece: every blob of it, together.
+`src.reading.segmentation` finds the ink (either polarity, the paper by its even border or place by
+place), its blobs (specks dropped), straightens a slanted line and normalises a digit the way MNIST was
+made (`mnist_style`). A picture of one digit is one piece: every blob of it, together.
 """
 
 from __future__ import annotations
