@@ -114,6 +114,37 @@ def forward_throughput(
     return rates[0], rates[1], gflop
 
 
+def echo_view_cost(precision: str, images: int) -> float:
+    """The default study's echoed view (its augmentation, rotation, over whole batches, then the frozen
+    VGG16's forward pass, as src/training/features.py computes each view) over the forward pass alone,
+    on the same digits: the best of two passes each."""
+    import keras
+    from hydra.utils import instantiate
+
+    from src import data
+    from src.models import networks
+    from src.training.features import _views
+
+    networks.set_precision(precision)
+    cfg = compose("backbone.weights=null")
+    network = networks.build_model(cfg)
+    augment = keras.Sequential([instantiate(layer) for layer in cfg.augmentation.layers])
+    x = np.random.default_rng(0).integers(0, 256, (images, 28, 28)).astype(np.uint8)
+    network.forward_features.predict(data.batches(x[:512, ..., None], 256), verbose=0)  # tracing
+    _views(network, x[:512], augment, 1, 256)
+    times: dict[str, list[float]] = {"forward": [], "view": []}
+    for _ in range(2):
+        start = time.perf_counter()
+        network.forward_features.predict(data.batches(x[..., None], 256), verbose=0)
+        times["forward"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        _views(network, x, augment, 1, 256)
+        times["view"].append(time.perf_counter() - start)
+    networks.set_precision("float32")
+    keras.backend.clear_session()
+    return min(times["view"]) / min(times["forward"])
+
+
 def framework_run(store: str, *overrides: str) -> dict:
     """A training run through src.train (tf.data, callbacks, tracking); its logged metrics. No digit
     score: its crops are cut in a thread while the first epochs run, which the throughput rows would
@@ -793,6 +824,13 @@ def main(argv: list[str] | None = None) -> int:
     r["vgg16_forward_images_s_float32_keras_layers"] = keras32
     r["vgg16_forward_images_s_bfloat16_keras_layers"] = keras16
     r["vgg16_forward_fraction_of_peak"] = rate32 * gflop / r["matmul_gflops_float32"]
+    step("the default study's echoed view against VGG16's forward pass")
+    echo_images = 2048 if quick else 8192
+    for policy in ("float32", "mixed_bfloat16"):
+        r[f"echo_view_vs_forward_{policy}"] = echo_view_cost(policy, echo_images)
+    r["echo_view_vs_forward"] = max(
+        r["echo_view_vs_forward_float32"], r["echo_view_vs_forward_mixed_bfloat16"]
+    )
 
     n_fit = 2000 if quick else 12800  # quick: the throughput of the fastest later epoch, in half the time
     # the earlier rows compare float32 runs (training.precision=auto would choose per machine)
@@ -1092,6 +1130,12 @@ TARGETS = [
     ("fast_baseline_min_test_accuracy", ">=", 0.99, "fast_baseline test accuracy, worst seed"),
     ("fast_baseline_long_test_accuracy", ">=", 0.994, "fast_baseline, longer: test accuracy"),
     ("fast_baseline_long_vs_keras_io_15", "<=", 1.0, "fast_baseline, longer / keras-io 15 epochs"),
+    (
+        "echo_view_vs_forward",
+        "<=",
+        1.3,
+        "the default study's echoed view (rotation, VGG16) / VGG16's forward pass, the slower precision",
+    ),
     ("reading_spaced_digits_right", ">=", 0.99, "reading: digits right in spaced 5-digit numbers"),
     ("reading_spaced_exact", ">=", 0.95, "reading: spaced 5-digit numbers read exactly"),
     ("reading_touching_exact", ">=", 0.90, "reading: touching pairs read exactly"),
