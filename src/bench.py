@@ -494,11 +494,13 @@ def reading(model_uri: str, store: str, x: np.ndarray, y: np.ndarray, count: int
 
 def other_hands(model_uri: str, store: str, count: int) -> dict:
     """Digits written by other hands than MNIST's (src/data/other_hands.py: UCI's scanned digits, and
-    numbers in handwriting fonts made from people's writing), read as src.predict reads a picture: per
+    numbers in handwriting fonts made from people's writing, numbers drawn from stroke shapes in styles MNIST
+    rarely shows: src/data/stroke_styles.py), read as src.predict reads a picture: per
     set, numbers read exactly, digits right where the count is right, numbers read with too few digits
     (merged) or too many (split), and how many read sure and how many of those are wrong."""
     from src.apps.classifier import Classifier
     from src.data.other_hands import available_fonts, font_numbers, uci_numbers, uci_scans
+    from src.data.stroke_styles import styled_numbers
     from src.reading import segmentation
 
     classifier = Classifier(model_uri, store)
@@ -509,11 +511,12 @@ def other_hands(model_uri: str, store: str, count: int) -> dict:
         "uci_numbers": uci_numbers(rng, count),
         "fonts": font_numbers(rng, 2 * count),
         "held_out_fonts": font_numbers(rng, 2 * count, available_fonts(held_out=True)),
+        "styles": styled_numbers(rng, 2 * count),
     }
     sets = {name: pictures for name, pictures in sets.items() if pictures}
     result: dict = {"other_hands_fonts": len(available_fonts())}
     result["other_hands_held_out_fonts"] = len(available_fonts(held_out=True))
-    sure_all = wrong_all = exact_all = total_all = 0
+    sure_all = wrong_all = exact_all = total_all = right_all = digits_all = 0
     for name, pictures in sets.items():
         exact = right = digits = merged = split = sure = sure_wrong = 0
         for written in pictures:
@@ -543,7 +546,9 @@ def other_hands(model_uri: str, store: str, count: int) -> dict:
         if name != "uci_single":
             exact_all, total_all = exact_all + exact, total_all + n
             sure_all, wrong_all = sure_all + sure, wrong_all + sure_wrong
+            right_all, digits_all = right_all + right, digits_all + digits
     result["other_hands_numbers_exact"] = exact_all / max(total_all, 1)
+    result["other_hands_digits_right"] = right_all / max(digits_all, 1)
     result["other_hands_sure_numbers_wrong"] = wrong_all / max(sure_all, 1)
     return result
 
@@ -1144,6 +1149,12 @@ TARGETS = [
     ("reading_slanted_exact", ">=", 0.90, "reading: spaced numbers slanted 14-24 degrees read exactly"),
     ("reading_drawn_exact", ">=", 0.90, "reading: numbers drawn with the mouse read exactly"),
     ("other_hands_numbers_exact", ">=", 0.90, "reading: other hands' numbers read exactly (UCI, fonts)"),
+    (
+        "other_hands_digits_right",
+        ">=",
+        0.97,
+        "reading: other hands' digits right (none of a wrong count's)",
+    ),
     ("other_hands_uci_single_exact", ">=", 0.95, "reading: UCI's low-resolution scans of single digits"),
     ("other_hands_sure_numbers_wrong", "<=", 0.01, "reading: other hands' sure numbers that are wrong"),
     ("reading_slowest_picture_s", "<=", 2.0, "reading: the slowest picture (s)"),
