@@ -210,3 +210,17 @@ def test_a_run_logged_before_src_became_packages_names_its_targets_as_they_are_n
         "backbone.network._target_", "training.optimizer.learning_rate._target_",
     }  # fmt: skip
     assert rerun.differences(compose_cfg(*overrides), rerun.current_targets(logged)) == {}
+
+
+def test_a_run_logged_before_keys_were_added_is_rebuilt_as_it_computed(compose_cfg):
+    from src import config
+
+    logged = OmegaConf.to_container(compose_cfg("backbone=simple_cnn"), resolve=True)
+    del logged["tracking"]["champion"]["min_delta"]
+    del logged["backbone"]["freeze_batchnorm"], logged["backbone"]["min_input_size"]
+    logged = rerun.with_added_keys(logged)
+    fixes = rerun.overrides_undoing(rerun.differences(compose_cfg("backbone=simple_cnn"), logged), logged)
+    assert set(fixes) == {"++tracking.champion.min_delta=0.0", "++backbone.min_input_size=32"}
+    rebuilt = compose_cfg("backbone=simple_cnn", *fixes)
+    assert rerun.differences(rebuilt, logged) == {}
+    config.validate_training(rebuilt)

@@ -81,7 +81,7 @@ def build_backbone(cfg, input_size: int, strict: bool = False) -> tuple[Any, lis
             network = _network(cfg, input_shape, weights=None)
     else:
         network = _network(cfg, input_shape, weights=None)
-    set_trainable(network, cfg.fine_tune, keep_batchnorm_statistics=cfg.get("freeze_batchnorm", True))
+    set_trainable(network, cfg.fine_tune, keep_batchnorm_statistics=cfg.freeze_batchnorm)
     return network, fallbacks
 
 

@@ -304,7 +304,7 @@ def offer_champion(tracking_cfg: DictConfig, best: Configuration) -> str:
     scores = tracking.version_scores(name, champion.metric)
     candidate = tracking.best_version(name, champion.metric, champion.mode, versions)
     settled = tracking.promote_champion(
-        name, champion.metric, champion.mode, champion.get("min_delta", 0.0), candidates=versions,
+        name, champion.metric, champion.mode, champion.min_delta, candidates=versions,
         reader_model=tracking_cfg.get("reader_model"),
     )  # fmt: skip
     if candidate is None:
@@ -315,7 +315,7 @@ def offer_champion(tracking_cfg: DictConfig, best: Configuration) -> str:
     return (
         f"champion stays version {settled} ({champion.metric} {scores.get(settled, float('nan')):.4f}): the "
         f"sweep's best, version {candidate} ({scores[candidate]:.4f}), does not beat it by "
-        f"tracking.champion.min_delta={champion.get('min_delta', 0.0)}"
+        f"tracking.champion.min_delta={champion.min_delta}"
     )
 
 

@@ -110,7 +110,29 @@ def logged_config(run_id: str) -> dict:
         raise UserError(
             f"run {run_id} logged a config/config.yaml that is not a mapping: it cannot be re-run"
         )
-    return current_targets(logged)
+    return with_added_keys(current_targets(logged))
+
+
+# Keys conf/ gained after runs had been logged without them, with the value that computes as those runs
+# did (not the key's default, which lives in conf/ alone): a run logged before is rebuilt with it.
+ADDED_KEYS = {
+    "tracking.champion.min_delta": 0.0,  # before it, any gain moved the champion
+    "backbone.freeze_batchnorm": True,  # before it, frozen BatchNormalization always ran in inference mode
+    "backbone.min_input_size": 32,  # before it, every backbone took 32x32 pictures at least
+}
+
+
+def with_added_keys(logged: dict) -> dict:
+    """The logged config with each key of ADDED_KEYS it lacks (where its parent was logged) set to the
+    value that computes as the run did."""
+    for key, value in ADDED_KEYS.items():
+        *parents, leaf = key.split(".")
+        node: object = logged
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(leaf, value)
+    return logged
 
 
 # `_target_`s that moved when src/ became packages: a run logged before names them as they were
