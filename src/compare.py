@@ -13,15 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from src import UserError, cli, config
 from src.sweeps.comparison import compare_sweep, compare_two, find_sweep, get_runs, write_comparison
-
-
-def tracking_config(overrides: list[str] | None = None) -> DictConfig:
-    """The `tracking` group as training composes it (store, registered model, champion metric)."""
-    return config.compose(overrides or []).tracking
 
 
 def arguments() -> argparse.ArgumentParser:
@@ -54,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from src import tracking
     from src.tracking import access
 
-    cfg = tracking_config(args.overrides)
+    cfg = config.compose(args.overrides).tracking  # as training composes it
     config.validate_champion(cfg)
     tracking.use_store(cfg, create=False)
     if args.sweep:

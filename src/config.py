@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from src import UserError
 
@@ -286,9 +286,12 @@ def _config_dir(config_name: str) -> tuple[Path, str]:
     return CONF_DIR / folder, name
 
 
-def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
-    """The config `python -m src.train <overrides>` composes (Hydra's Compose API, nothing run); a bad
-    override is a UserError in Hydra's words."""
+def compose(
+    overrides: list[str] | tuple[str, ...] = (), config_name: str = "train", return_hydra_config: bool = False
+) -> DictConfig:
+    """The config `python -m src.train <overrides>` composes (Hydra's Compose API, nothing run); another
+    command's with `config_name` (`evaluate`, `commands/predict`). A bad override is a UserError in Hydra's
+    words. The one compose of the library: commands, re-runs and --help all compose through it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -297,7 +300,9 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "tra
     folder, name = _config_dir(config_name)
     try:
         with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
-            return hydra_compose(config_name=name, overrides=list(overrides))
+            return hydra_compose(
+                config_name=name, overrides=list(overrides), return_hydra_config=return_hydra_config
+            )
     except (HydraException, OmegaConfBaseException) as e:
         raise UserError(" ".join(str(e).split())) from None
 
@@ -416,13 +421,8 @@ def _group_files(group: str, choice: str) -> list[Path]:
 def key_descriptions(config_name: str, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
     """What each key of `config_name`'s composed config (`train`, `evaluate`, `commands/predict`, ...)
     means, from the comments of the YAML files it is composed from."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
     register_schemas()
-    folder, name = _config_dir(config_name)
-    with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
-        cfg = hydra_compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
+    cfg = compose(overrides, config_name, return_hydra_config=True)
     files = [(CONF_DIR / f"{config_name}.yaml", "")]
     if config_name == "evaluate":
         files.append((CONF_DIR / "train.yaml", ""))
@@ -445,21 +445,27 @@ def key_descriptions(config_name: str, overrides: list[str] | tuple[str, ...] = 
     return described
 
 
-def leaf_keys(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    """A composed config's keys down to their values (lists are values), dotted, without Hydra's own."""
-    from omegaconf import OmegaConf
+def leaves(node: Any, prefix: str = "", into_lists: bool = True) -> dict[str, Any]:
+    """Dotted key -> value of every leaf of a config tree (a DictConfig is read unresolved; an empty list
+    or mapping is a leaf). into_lists=False: a list is a leaf too (top.layers, not top.layers.0.units).
+    The one flattener: a run's params (src/tracking/runs.py), a re-run's comparison with the logged config
+    (src/tracking/rebuild.py) and --help's keys all read a config through it."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=False)
+    if isinstance(node, Mapping) and node:
+        children = [(str(key), child) for key, child in node.items()]
+    elif into_lists and isinstance(node, list) and node:
+        children = [(str(i), child) for i, child in enumerate(node)]
+    else:
+        return {prefix[:-1]: node}
+    return {k: v for key, child in children for k, v in leaves(child, f"{prefix}{key}.", into_lists).items()}
 
-    tree: dict = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg  # type: ignore[assignment]
-    leaves: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key!s}"
-        if dotted == "hydra":
-            continue
-        if isinstance(value, dict) and value:
-            leaves.update(leaf_keys(value, f"{dotted}."))
-        else:
-            leaves[dotted] = value
-    return leaves
+
+def leaf_keys(cfg: Any) -> dict[str, Any]:
+    """A composed config's keys down to their values (lists are values), dotted, without Hydra's own."""
+    return {
+        k: v for k, v in leaves(cfg, into_lists=False).items() if k != "hydra" and not k.startswith("hydra.")
+    }
 
 
 def description_of(key: str, described: Mapping[str, str]) -> tuple[str, str] | None:

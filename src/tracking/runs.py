@@ -16,6 +16,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from src import UserError
+from src.config import leaves
 from src.data import NUM_CLASSES, Digits
 from src.models.scoring import Evaluation
 from src.tracking import access
@@ -106,22 +107,13 @@ def git_tags() -> dict[str, str]:
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
-    """The composed config as dotted keys (backbone.name, top.layers.1.units, ...)."""
-    flat: dict[str, str] = {}
-
-    def walk(node, prefix: str) -> None:
-        if isinstance(node, Mapping):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        elif isinstance(node, list):
-            if not node:
-                flat[prefix[:-1]] = "[]"
-            for i, value in enumerate(node):
-                walk(value, f"{prefix}{i}.")
-        else:
-            flat[prefix[:-1]] = str(node)
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    """The composed config as dotted keys (backbone.name, top.layers.1.units, ...), as logged params: an
+    empty list is "[]", an empty mapping no param."""
+    flat = {
+        key: str(value)
+        for key, value in leaves(OmegaConf.to_container(cfg, resolve=True)).items()
+        if value != {}
+    }
     flat.pop("training.resume", None)  # a resumed run keeps its params: the resume itself is a tag
     return flat
 

@@ -78,7 +78,7 @@ def pinned(uri: str) -> str:
 
 def adopt_network(cfg: DictConfig, uri: str, run_id: str, given: list[str]) -> None:
     """cfg's network keys set to those the model's run logged."""
-    from src.tracking.rerun import logged_config
+    from src.tracking.rebuild import logged_config
 
     logged = logged_config(run_id)
     for key in NETWORK_KEYS:

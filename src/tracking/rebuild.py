@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from src import UserError
+from src.config import compose, leaves
 from src.tracking import access
 
 log = logging.getLogger("src.rerun")
@@ -149,22 +150,6 @@ def current_targets(logged):
             k: MOVED_TARGETS.get(v, v) if k == "_target_" else current_targets(v) for k, v in logged.items()
         }
     return [current_targets(v) for v in logged] if isinstance(logged, list) else logged
-
-
-def compose(overrides: list[str]) -> DictConfig:
-    """The config `python -m src.train <overrides>` composes (Hydra's Compose API, nothing run)."""
-    from src import config
-
-    return config.compose(overrides)
-
-
-def leaves(node, prefix: str = "") -> dict[str, object]:
-    """Dotted key -> value of every leaf (an empty list or mapping is a leaf)."""
-    if isinstance(node, Mapping) and node:
-        return {k: v for key, child in node.items() for k, v in leaves(child, f"{prefix}{key}.").items()}
-    if isinstance(node, list) and node:
-        return {k: v for i, child in enumerate(node) for k, v in leaves(child, f"{prefix}{i}.").items()}
-    return {prefix[:-1]: node}
 
 
 def differences(composed: DictConfig, logged: dict) -> dict[str, tuple]:
