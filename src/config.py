@@ -172,7 +172,7 @@ def _layer_or_none(cfg: Any) -> None:
 
 
 def _validation_metric(cfg: Any) -> None:
-    metric = str(cfg.tracking.champion.metric)
+    metric = str(_get(cfg, "tracking.champion.metric"))
     if metric.startswith("test_"):
         raise UserError(
             f"tracking.champion.metric={metric}: the test set never chooses a model; use a validation "
