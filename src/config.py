@@ -5,7 +5,7 @@ Runs right after composition, before TensorFlow is imported, so a bad value cost
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -13,6 +13,7 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from src import UserError
+from src.schema import Checked, Choice, Number, Rule, Whole, check, get
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # training.strategy: what src/training/distribute.py builds
@@ -34,83 +35,8 @@ def weights_file(backbone: Any) -> Path | None:
     return path
 
 
-# The training config's schema: one rule per key, saying what the key may hold (the values themselves,
-# defaults included, live in conf/ only). A failed rule is one line naming the key, the bad value and what
-# would be valid. The rules run in order; a rule with `when` only where that holds.
-def _get(cfg: Any, key: str) -> Any:
-    node = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
-def _always(cfg: Any) -> bool:
-    return True
-
-
-@dataclass(frozen=True)
-class Whole:
-    """A whole number of at least `minimum` (a number, or the dotted key that holds it)."""
-
-    key: str
-    minimum: int | str
-    allow_none: bool = False
-    when: Callable[[Any], bool] = _always
-
-    def __call__(self, cfg: Any) -> None:
-        value = _get(cfg, self.key)
-        minimum = _get(cfg, self.minimum) if isinstance(self.minimum, str) else self.minimum
-        if value is None and self.allow_none:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise UserError(f"{self.key}: {value!r} is not a whole number >= {minimum}")
-
-
-@dataclass(frozen=True)
-class Number:
-    """A number above `low` (at least `low` with low_open=False) and below `high` (a number, or the dotted
-    key that holds it; None: no bound)."""
-
-    key: str
-    low: float
-    high: float | str | None = None
-    low_open: bool = True
-    when: Callable[[Any], bool] = _always
-
-    def __call__(self, cfg: Any) -> None:
-        value = _get(cfg, self.key)
-        high = float(_get(cfg, self.high)) if isinstance(self.high, str) else self.high
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        ok = ok and (value > self.low if self.low_open else value >= self.low)
-        if not (ok and (high is None or value < high)):
-            bounds = f"{'>' if self.low_open else '>='} {self.low}" + (
-                f" and < {high}" if high is not None else ""
-            )
-            raise UserError(f"{self.key}: {value!r} is not a number {bounds}")
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of a few values (true or false by default)."""
-
-    key: str
-    choices: tuple[Any, ...] = (True, False)
-    when: Callable[[Any], bool] = _always
-
-    def __call__(self, cfg: Any) -> None:
-        value = _get(cfg, self.key)
-        if value not in self.choices:
-            raise UserError(f"{self.key}: {value!r} is not one of {', '.join(map(str, self.choices))}")
-
-
-@dataclass(frozen=True)
-class Checked:
-    """A rule that no range says: `check` raises its own one-line UserError (what it returns is unused)."""
-
-    check: Callable[[Any], object]
-    when: Callable[[Any], bool] = _always
-
-
+# The training config's schema: a rule per key (src/schema.py), and the checks no range says, each named by
+# what it asks. The values, defaults included, live in conf/ alone. The rules run in order.
 def _imagenet_channels(cfg: Any) -> None:
     if str(cfg.backbone.network._target_).startswith("keras.applications.") and cfg.backbone.channels != 3:
         raise UserError(
@@ -172,7 +98,7 @@ def _layer_or_none(cfg: Any) -> None:
 
 
 def _validation_metric(cfg: Any) -> None:
-    metric = str(_get(cfg, "tracking.champion.metric"))
+    metric = str(get(cfg, "tracking.champion.metric"))
     if metric.startswith("test_"):
         raise UserError(
             f"tracking.champion.metric={metric}: the test set never chooses a model; use a validation "
@@ -201,8 +127,6 @@ def _keep_cut(cfg: Any) -> bool:
 def _steps_given(cfg: Any) -> bool:
     return bool(cfg.training.steps_per_execution != "auto")
 
-
-Rule = Whole | Number | Choice | Checked
 
 # the champion is chosen on validation (or training) scores: the test set never chooses
 CHAMPION_SCHEMA: tuple[Rule, ...] = (
@@ -256,17 +180,6 @@ TRAINING_SCHEMA: tuple[Rule, ...] = (
     Choice("backbone.freeze_batchnorm"),
     Checked(_layer_or_none),
 )
-
-
-def check(cfg: Any, schema: tuple[Rule, ...]) -> None:
-    """Every rule of `schema` that applies to `cfg`; the first that fails raises its UserError."""
-    for rule in schema:
-        if not rule.when(cfg):
-            continue
-        if isinstance(rule, Checked):
-            rule.check(cfg)
-        else:
-            rule(cfg)
 
 
 def validate_training(cfg: DictConfig) -> None:

@@ -10,11 +10,15 @@ training.enabled=false training.model_uri=...` does the same.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
 from src import UserError, cli
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger("src.evaluate")
 
@@ -78,7 +82,7 @@ def registered_uri(cfg: DictConfig) -> str:
     return uri
 
 
-def load_registered(uri: str):
+def load_registered(uri: str) -> keras.Model:
     import mlflow
 
     from src.tracking import access

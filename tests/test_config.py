@@ -151,9 +151,9 @@ def test_a_command_s_defaults_live_in_its_yaml_alone(name):
 
 
 def test_the_training_schema_names_each_key_it_checks_once(compose_cfg):
-    from src import config
+    from src import config, schema
 
-    keys = [rule.key for rule in config.TRAINING_SCHEMA if not isinstance(rule, config.Checked)]
+    keys = [rule.key for rule in config.TRAINING_SCHEMA if not isinstance(rule, schema.Checked)]
     assert len(keys) == len(set(keys))
     composed = [compose_cfg(), compose_cfg("data=folder")]
     for key in keys:  # every key the schema checks is one conf/ composes (and gives its default)

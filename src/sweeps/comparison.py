@@ -11,11 +11,17 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from omegaconf import DictConfig
 
 from src import UserError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mlflow.entities import Metric, Run
 
 log = logging.getLogger("src.compare")
 
@@ -63,7 +69,7 @@ _NOT_COMPARED = ("tracking.", "model.")
 SEED = "training.seed"
 
 
-def differing_params(runs) -> list[str]:
+def differing_params(runs: list[Run]) -> list[str]:
     """The params that tell the runs apart; a group whose `name` differs is shown by its name alone."""
     logged = [r for r in runs if r.data.params]  # a job that failed before logging its config says nothing
     keys = sorted({k for r in logged for k in r.data.params if not k.startswith(_NOT_COMPARED)})
@@ -72,7 +78,7 @@ def differing_params(runs) -> list[str]:
     return [k for k in differ if k.endswith(".name") or k.split(".", 1)[0] not in named_groups]
 
 
-def comparison_rows(runs) -> tuple[list[str], list[dict], dict[str, list[float]]]:
+def comparison_rows(runs: list[Run]) -> tuple[list[str], list[dict], dict[str, list[float]]]:
     """Columns, one row per run, and each run's validation accuracy per epoch. `val_accuracy` scores the
     registered weights on the validation split (what chooses); the test accuracy is only reported."""
     import mlflow
@@ -197,11 +203,11 @@ def versus(group: Configuration, best: Configuration, metric: str) -> str:
     return f"{gap:+.4f}, p={p:.2g}: " + ("within seed noise" if p >= 0.05 else "beyond seed noise")
 
 
-def _step(metric) -> tuple[int, int]:
+def _step(metric: Metric) -> tuple[int, int]:
     return metric.step, metric.timestamp
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
@@ -226,7 +232,7 @@ def to_csv(columns: list[str], rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def write_comparison(runs, out_dir: Path, title: str) -> tuple[str, list[Configuration]]:
+def write_comparison(runs: list[Run], out_dir: Path, title: str) -> tuple[str, list[Configuration]]:
     """Table (CSV, Markdown) and charts into out_dir; returns the Markdown and the configurations.
 
     Runs that differ only in `training.seed` are repeats of one configuration: the Markdown then adds a
@@ -358,7 +364,7 @@ def _per_class(metric: str) -> bool:
     return metric.startswith(("test_precision_", "test_recall_", "test_f1_")) and metric[-1].isdigit()
 
 
-def compare_two(run_a, run_b) -> str:
+def compare_two(run_a: Run, run_b: Run) -> str:
     """Markdown: the config keys, records (code, data, environment) and metrics of two runs, side by side."""
     a, b = run_a.data, run_b.data
     header = (
@@ -366,7 +372,7 @@ def compare_two(run_a, run_b) -> str:
         f"B: {run_b.info.run_id} ({run_b.info.run_name}, {run_b.info.status})\n"
     )
 
-    def differing(left: dict, right: dict, keep=lambda key: True) -> list[dict]:
+    def differing(left: dict, right: dict, keep: Callable[[str], bool] = lambda key: True) -> list[dict]:
         keys = sorted(k for k in set(left) | set(right) if keep(k) and left.get(k) != right.get(k))
         return [{"key": k, "A": left.get(k), "B": right.get(k)} for k in keys]
 

@@ -13,14 +13,21 @@ import logging
 import re
 import threading
 import warnings
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    import keras
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 _SWAP = threading.Lock()
 
 
-def open_storage(url: str | None):
+def open_storage(url: str | None) -> Any:
     """Optuna's storage for a URL (None: in memory)."""
     if not url:
         return None
@@ -104,7 +111,7 @@ def log_study(parent_run_id: str, sweeper: DictConfig) -> None:
         plt.close(figure)
 
 
-def importance_figure(importances: dict[str, float], study_name: str, trials: int):
+def importance_figure(importances: dict[str, float], study_name: str, trials: int) -> Figure:
     import matplotlib.pyplot as plt
 
     names = list(importances)[::-1]
@@ -120,7 +127,9 @@ def importance_figure(importances: dict[str, float], study_name: str, trials: in
     return fig
 
 
-def pruning_callback(storage: str, study_name: str, trial: int, pruner: DictConfig, monitor: str):
+def pruning_callback(
+    storage: str, study_name: str, trial: int, pruner: DictConfig, monitor: str
+) -> keras.callbacks.Callback:
     """A Keras callback reporting `monitor` after every epoch to this job's Optuna trial (through the
     study's storage) and stopping training when the pruner says so; `.pruned` then says why."""
     import keras
@@ -136,7 +145,7 @@ def pruning_callback(storage: str, study_name: str, trial: int, pruner: DictConf
     class ReportToPruner(keras.callbacks.Callback):
         pruned: str | None = None
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             value = (logs or {}).get(monitor)
             if value is None:
                 return

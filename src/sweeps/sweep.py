@@ -16,7 +16,7 @@ import functools
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,7 +207,7 @@ def record_job_error(output_dir: str, error: BaseException) -> TrialEnd:
     return TrialEnd("FAIL", f"{type(error).__name__}: {error}")
 
 
-def run_job(cfg: DictConfig, hydra_cfg, train) -> float | TrialEnd:
+def run_job(cfg: DictConfig, hydra_cfg: Any, train: Callable[..., dict[str, float]]) -> float | TrialEnd:
     """One job of a sweep: `train` as a child run of the sweep's parent. A job that fails must not stop
     the sweep: its run is FAILED, its error recorded, and the comparison shows it."""
     from omegaconf import open_dict

@@ -8,12 +8,16 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
 from src import UserError
 from src.config import compose, leaves
 from src.tracking import access
+
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger("src.rerun")
 
@@ -143,7 +147,7 @@ MOVED_TARGETS = {
 }
 
 
-def current_targets(logged):
+def current_targets(logged: Any) -> Any:
     """The logged config with the `_target_`s that moved named as they are now (the same objects)."""
     if isinstance(logged, dict):
         return {
@@ -171,7 +175,7 @@ def differences(composed: DictConfig, logged: dict) -> dict[str, tuple]:
     return found
 
 
-def override_value(value) -> str:
+def override_value(value: object) -> str:
     """A leaf value in Hydra's override grammar."""
     if value is None:
         return "null"

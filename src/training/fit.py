@@ -8,11 +8,25 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
 from src import UserError
 from src.training.interrupts import INTERRUPTS
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    import keras
+    import numpy as np
+
+    from src.data import Digits
+    from src.models.networks import Network
+    from src.models.scoring import Evaluation
+    from src.tracking.opening import Opening
+    from src.training.non_digits import Pending
+    from src.training.routes import Route
 
 log = logging.getLogger(__name__)
 
@@ -21,21 +35,12 @@ class TrainingDiverged(UserError):
     """The loss became NaN or infinite: the run fails and nothing is registered."""
 
 
-def augmentation(cfg: DictConfig):
-    """The configured augmentation layers as one Keras layer (None: no augmentation)."""
-    import keras
-    from hydra.utils import instantiate
-
-    layers = [instantiate(layer) for layer in cfg.augmentation.layers]
-    return keras.Sequential(layers, name="augmentation") if layers else None
-
-
-def optimizer(optimizer_cfg: DictConfig, total_steps: int):
+def optimizer(optimizer_cfg: DictConfig, total_steps: int) -> keras.optimizers.Optimizer:
     """The configured optimizer; `total_steps: auto` anywhere in it (a schedule's length) becomes the
     run's number of training steps, known once the data and batch size are."""
     from hydra.utils import instantiate
 
-    def fill(node):
+    def fill(node: Any) -> Any:
         if isinstance(node, dict):
             return {
                 k: total_steps if k == "total_steps" and v == "auto" else fill(v) for k, v in node.items()
@@ -46,15 +51,15 @@ def optimizer(optimizer_cfg: DictConfig, total_steps: int):
 
 
 def fit(
-    trainee,
+    trainee: keras.Model,
     inputs: dict,
-    digits,
+    digits: Digits,
     cfg: DictConfig,
     route: str = "exact",
-    augment=None,
+    augment: keras.Layer | None = None,
     checkpoints: str | Callable[[], str] | None = None,
     extra_callbacks: list | None = None,
-    non_digits=None,
+    non_digits: Pending | None = None,
 ) -> tuple[dict, float]:
     """Compile and fit with the configured optimizer, augmentation and callbacks; logs every epoch.
     `non_digits` (src/training/non_digits.py: crops being cut) joins the training split of an exact
@@ -156,7 +161,7 @@ def fit(
 XLA_MIN_STEPS = 1500
 
 
-def use_xla(setting, top_alone: bool, steps: int) -> bool:
+def use_xla(setting: str | bool, top_alone: bool, steps: int) -> bool:
     """training.jit_compile: true or false as set; auto compiles with XLA only the top training alone on
     cached features (XLA fuses its small dense step; on the whole model it lost to oneDNN's convolutions
     by far, ten times slower for VGG16) and only for a training of at least XLA_MIN_STEPS steps, which
@@ -190,7 +195,7 @@ def checkpoint_dir(cfg: DictConfig, run_id: str) -> str:
     return str(Path(cfg.training.checkpoint_dir).absolute() / run_id)
 
 
-def checkpoints(cfg: DictConfig, opening) -> str | Callable[[], str] | None:
+def checkpoints(cfg: DictConfig, opening: Opening) -> str | Callable[[], str] | None:
     """Where the run's training state is saved (training.checkpoints): a resumed run's directory, or
     for a new run what gives its directory once the run being opened is open (its id names it)."""
     if not cfg.training.checkpoints:
@@ -200,14 +205,14 @@ def checkpoints(cfg: DictConfig, opening) -> str | Callable[[], str] | None:
     return lambda: checkpoint_dir(cfg, opening.wait())
 
 
-def verbosity(verbose) -> int:
+def verbosity(verbose: str | int) -> int:
     """auto: a progress bar on a terminal, one line per epoch in logs and CI."""
     if verbose == "auto":
         return 1 if sys.stdout.isatty() else 2
     return int(verbose)
 
 
-def evaluation_sample(size: int, limit: int | None):
+def evaluation_sample(size: int, limit: int | None) -> np.ndarray:
     """The indices of a fixed sample of `limit` of `size` digits (all of them when limit is None)."""
     import numpy as np
 
@@ -216,7 +221,7 @@ def evaluation_sample(size: int, limit: int | None):
     return np.sort(np.random.default_rng(0).choice(size, limit, replace=False))
 
 
-def calibrate(network, validation) -> float | None:
+def calibrate(network: Network, validation: Evaluation) -> float | None:
     """Fit a temperature on the validation split and fold it into the model (None: not possible, said
     in the log: no validation digits, or a top that does not end in a softmax Dense layer)."""
     from src.models import calibration
@@ -238,11 +243,11 @@ def calibrate(network, validation) -> float | None:
 
 def fit_route(
     cfg: DictConfig,
-    route,
-    digits,
+    route: Route,
+    digits: Digits,
     checkpoints: str | Callable[[], str] | None,
     sweep: dict,
-    non_digits=None,
+    non_digits: Pending | None = None,
 ) -> float:
     """Fit the route's trainee; returns the seconds it took. A search's trial may be pruned after any
     epoch (TrialPruned); a loss that is no longer finite fails the run (TrainingDiverged)."""
@@ -278,7 +283,9 @@ def fit_route(
     return seconds
 
 
-def score_training(cfg: DictConfig, network, route, digits):
+def score_training(
+    cfg: DictConfig, network: Network, route: Route, digits: Digits
+) -> tuple[Evaluation, float | None]:
     """The trained network's end-of-run scores on the training sample and the validation split (after
     calibration), logged; returns (validation, temperature or None). The test set is scored apart."""
     from src import tracking

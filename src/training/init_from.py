@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src import UserError
+
+if TYPE_CHECKING:
+    from src.models.networks import Network
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +160,7 @@ def given_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
-def build_network(cfg: DictConfig, begin: Start | None):
+def build_network(cfg: DictConfig, begin: Start | None) -> Network:
     """The configured network, from scratch or from the weights of the model it starts from."""
     from src.models import networks
 
