@@ -21,7 +21,7 @@ from src import UserError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from mlflow.entities import Metric, Run
+    from src.tracking.records import Metric, Run
 
 log = logging.getLogger("src.compare")
 
@@ -81,15 +81,14 @@ def differing_params(runs: list[Run]) -> list[str]:
 def comparison_rows(runs: list[Run]) -> tuple[list[str], list[dict], dict[str, list[float]]]:
     """Columns, one row per run, and each run's validation accuracy per epoch. `val_accuracy` scores the
     registered weights on the validation split (what chooses); the test accuracy is only reported."""
-    import mlflow
+    from src.tracking import records
 
-    client = mlflow.MlflowClient()
     params = differing_params(runs)
     rows, curves = [], {}
     for run in runs:
         name = run.info.run_name
         history = [
-            m.value for m in sorted(client.get_metric_history(run.info.run_id, "val_accuracy"), key=_step)
+            m.value for m in sorted(records.metric_history(run.info.run_id, "val_accuracy"), key=_step)
         ]
         curves[name] = history
         metrics, p = run.data.metrics, run.data.params
@@ -269,18 +268,17 @@ def compare_sweep(parent_run_id: str, tracking_cfg: DictConfig) -> str:
     configuration (by the mean validation score over its seeds) to the champion alias."""
     import tempfile
 
-    import mlflow
-
     from src import tracking
+    from src.tracking import records
 
     runs = tracking.child_runs(parent_run_id)
     if not runs:
         raise UserError(f"sweep {parent_run_id} has no runs to compare")
-    parent = mlflow.get_run(parent_run_id)
+    parent = records.get_run(parent_run_id)
     title = f"{parent.info.run_name}: {len(runs)} runs"
     with tempfile.TemporaryDirectory() as tmp:
         markdown, groups = write_comparison(runs, Path(tmp), title)
-        mlflow.MlflowClient().log_artifacts(parent_run_id, tmp, "comparison")
+        records.log_to(parent_run_id, [(Path(tmp), "comparison")])
     print(f"\n{title}\n{markdown}", flush=True)
     order = ranked(groups)
     if order:
@@ -288,7 +286,7 @@ def compare_sweep(parent_run_id: str, tracking_cfg: DictConfig) -> str:
         spread = f" +/- {best.std('val_accuracy'):.4f}" if best.std("val_accuracy") is not None else ""
         n = len(best.scores("val_accuracy"))
         print(f"best by validation accuracy: {best.name} ({best.mean('val_accuracy'):.4f}{spread}, n={n})")
-        mlflow.MlflowClient().set_tag(parent_run_id, "sweep.best", best.name)
+        records.set_tag(parent_run_id, "sweep.best", best.name)
         if tracking_cfg.registered_model:
             print(offer_champion(tracking_cfg, best))
     return markdown
@@ -327,21 +325,13 @@ def offer_champion(tracking_cfg: DictConfig, best: Configuration) -> str:
 
 def find_sweep(ref: str) -> str:
     """A sweep's parent run id, from its id or its run name."""
-    import mlflow
-
-    from src.tracking import access
+    from src.tracking import records
 
     try:
-        return mlflow.get_run(ref).info.run_id
-    except mlflow.exceptions.MlflowException as e:
-        if access.refusal(e):
-            raise
-    runs = mlflow.search_runs(
-        search_all_experiments=True,
-        filter_string=f"tags.sweep = 'true' and attributes.run_name = '{ref}'",
-        order_by=["start_time DESC"],
-        output_format="list",
-    )
+        return records.get_run(ref).info.run_id
+    except records.NotFound:
+        pass
+    runs = records.search_runs(f"tags.sweep = 'true' and attributes.run_name = '{ref}'", newest_first=True)
     if not runs:
         raise UserError(f"sweep: no run with id or name {ref!r}")
     return runs[0].info.run_id
@@ -403,12 +393,12 @@ def compare_two(run_a: Run, run_b: Run) -> str:
 
 
 def get_runs(ids: list[str]) -> list:
-    import mlflow
+    from src.tracking import records
 
     runs = []
     for run_id in ids:
         try:
-            runs.append(mlflow.get_run(run_id))
-        except mlflow.exceptions.MlflowException:
-            raise UserError(f"--runs: no run {run_id!r} in {mlflow.get_tracking_uri()}") from None
+            runs.append(records.get_run(run_id))
+        except records.NotFound as e:
+            raise UserError(f"--runs: {e}") from None
     return runs

@@ -80,14 +80,14 @@ def log_study(parent_run_id: str, sweeper: DictConfig) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import mlflow
     import optuna
     from optuna.visualization import matplotlib as optuna_plots
+
+    from src.tracking import records
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=sweeper.study_name, storage=open_storage(sweeper.storage))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    client = mlflow.MlflowClient()
     figures = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -107,7 +107,7 @@ def log_study(parent_run_id: str, sweeper: DictConfig) -> None:
     for name, figure in figures.items():
         figure.set_size_inches(8, 5)
         figure.tight_layout()
-        client.log_figure(parent_run_id, figure, f"optuna/{name}.png")
+        records.log_figure_to(parent_run_id, figure, f"optuna/{name}.png")
         plt.close(figure)
 
 

@@ -142,12 +142,11 @@ def too_many_failures(runs: list, sweeper: DictConfig) -> str | None:
 def abort(sweep_dir: str, message: str) -> None:
     """Stop a sweep before its first job: the parent run ends FAILED with the reason, which is printed in
     one line; exit code 2."""
-    import mlflow
-
     from src import tracking
+    from src.tracking import records
 
     info = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())
-    mlflow.set_tracking_uri(info["tracking_uri"])
+    records.use_tracking_uri(info["tracking_uri"])
     tracking.end_sweep(info["parent_run_id"], "FAILED", error=message)
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)

@@ -128,3 +128,11 @@ def retry_races(call: Callable[..., T], *args: Any, attempts: int = 6, **kwargs:
             log.info("store busy (%s); retrying", str(e).splitlines()[0][:120])
             time.sleep(0.2 * 2**attempt)
     raise ValueError(f"attempts: {attempts} (at least 1)")
+
+
+def create_tables(backend: str, artifact_root: str) -> None:
+    """MLflow's tables in a database (created, or migrated to this MLflow's schema), as a tracking server
+    will find them."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    SqlAlchemyStore(backend, artifact_root)

@@ -28,12 +28,9 @@ _FIRST_STEP_SEEN = False
 
 def last_logged_epoch() -> int:
     """The last epoch whose metrics the active run holds (-1: none), for a resumed run."""
-    import mlflow
+    from src.tracking import records
 
-    active = mlflow.active_run()
-    assert active is not None, "called inside the run"
-    history = mlflow.MlflowClient().get_metric_history(active.info.run_id, "loss")
-    return max((m.step for m in history), default=-1)
+    return records.last_logged_step("loss")
 
 
 def epoch_logger(logged_through: int = -1) -> keras.callbacks.Callback:
@@ -92,9 +89,9 @@ def epoch_logger(logged_through: int = -1) -> keras.callbacks.Callback:
 
 
 def _log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    import mlflow
+    from src.tracking import records
 
-    mlflow.log_metrics(metrics, step=step)
+    records.log_metrics(metrics, step)
 
 
 def checkpoint_saver(where: str | Callable[[], str]) -> keras.callbacks.Callback:
