@@ -49,6 +49,23 @@ from src.models.exports import (
 log = logging.getLogger("src.export")
 
 
+def log_export(run_id: str, fmt: str, out: Path, files: list[Path], report: list[Parity]) -> None:
+    """The export and its parity report as artifacts (exports/<fmt>/) and metrics of the run that
+    logged the model."""
+    from src.tracking import records
+
+    if fmt == "saved_model":
+        artifacts = [(out, "exports/saved_model")]
+    else:
+        artifacts = [(path, f"exports/{fmt}") for path in [*files, out / "parity.json"]]
+    metrics: dict[str, float] = {}
+    for p in report:
+        key = fmt + ("_int8" if "int8" in p.file else "")  # export.tflite_int8.accuracy, ...
+        for name in ("agreement", "max_diff", "accuracy"):
+            metrics[f"export.{key}.{name}"] = getattr(p, name)
+    records.log_to(run_id, artifacts, metrics)
+
+
 def export(cfg: DictConfig) -> tuple[Path, list[Parity], str | None]:
     from src.data import SAMPLE_PATH, read_npz
     from src.tracking import load_classifier, records
@@ -98,17 +115,7 @@ def export(cfg: DictConfig) -> tuple[Path, list[Parity], str | None]:
     (out / "parity.json").write_text(json.dumps(summary, indent=2))
     run_id = records.run_of_model(cfg.model) if cfg.log and all(p.passed for p in report) else None
     if run_id:
-        if cfg.format == "saved_model":
-            artifacts = [(out, "exports/saved_model")]
-        else:
-            artifacts = [(path, f"exports/{cfg.format}") for path in [*files, out / "parity.json"]]
-        metrics: dict[str, float] = {}
-        for p in report:
-            key = cfg.format + ("_int8" if "int8" in p.file else "")  # export.tflite_int8.accuracy, ...
-            metrics |= {
-                f"export.{key}.{name}": getattr(p, name) for name in ("agreement", "max_diff", "accuracy")
-            }
-        records.log_to(run_id, artifacts, metrics)
+        log_export(run_id, cfg.format, out, files, report)
     return out, report, run_id
 
 

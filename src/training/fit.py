@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     import keras
     import numpy as np
+    import tensorflow as tf
 
     from src.data import Digits
     from src.models.networks import Network
@@ -70,73 +71,10 @@ def fit(
     `checkpoints` (a directory, or what gives it once the run is open) the training state is saved after
     every epoch and restored from there if present, so an interrupted run continues where it stopped.
     """
-    from hydra.utils import instantiate
-
-    from src import data, tracking
-    from src.training import features
-    from src.training.callbacks import checkpoint_saver, epoch_logger, last_logged_epoch
-
-    batch_size = cfg.training.batch_size
-    x_train, y_train = inputs["train"], digits.y_train
-    loss, metric = "sparse_categorical_crossentropy", "accuracy"
-    if non_digits is not None and route != "exact":
-        log.warning(
-            "non-digits: not trained on (training.non_digits): the %s route trains the top on the backbone's "
-            "features of the training split; only an exact route trains on them",
-            route,
-        )
-    elif non_digits is not None:
-        import numpy as np
-
-        from src.training.non_digits import NOT_A_DIGIT, loss_and_metric
-
-        images, labels, seconds = non_digits.result()
-        x_train = np.concatenate([x_train, images[..., None].astype(x_train.dtype)])
-        y_train = np.concatenate([y_train, labels.astype(y_train.dtype)])
-        loss, metric = loss_and_metric()
-        log.info(
-            "non-digits: %d generated non-digits (toward even probabilities) and %d training digits as a "
-            "reader cuts them join the training split (cut in %.1f s while the command started)",
-            int((labels == NOT_A_DIGIT).sum()),
-            int((labels != NOT_A_DIGIT).sum()),
-            seconds,
-        )
-    if route == "echoed":
-        train_ds = features.echo_dataset(inputs["train"], digits.y_train, batch_size, cfg.training.seed)
-    else:
-        train_ds = data.make_dataset(
-            x_train,
-            y_train,
-            batch_size,
-            shuffle=True,
-            augment=augment if route == "exact" else None,
-            seed=cfg.training.seed,
-            deterministic=cfg.training.deterministic,
-        )
-    val_ds = data.make_dataset(inputs["validation"], digits.y_val, batch_size)
-    steps = cfg.training.steps_per_execution
-    mirrored = cfg.training.strategy == "mirrored"
-    cached = route != "exact"
-    total_steps = cfg.training.epochs * len(train_ds)
-    xla = use_xla(cfg.training.jit_compile, cached and not mirrored, total_steps)
-    tracking.when_open(lambda: tracking.log_xla(xla, total_steps))
-    trainee.compile(
-        optimizer=optimizer(cfg.training.optimizer, total_steps),
-        loss=loss,
-        metrics=[metric],
-        jit_compile=xla,
-        # many small steps of the top alone: run several per call so Python does not dominate (not under
-        # MirroredStrategy, where Keras cannot run several steps per call: keras-team/keras#19246)
-        steps_per_execution=(32 if cached and not mirrored else 1) if steps == "auto" else int(steps),
-    )
-    callbacks = [instantiate(c) for c in cfg.training.callbacks.values() if c is not None]
-    logged_through = last_logged_epoch() if cfg.training.resume else -1
-    # the logger comes before the checkpoint: a saved epoch is always a logged one
-    callbacks.append(epoch_logger(logged_through))  # also stops a run whose loss is not finite
-    callbacks += extra_callbacks or []
-    if checkpoints:
-        callbacks.append(checkpoint_saver(checkpoints))
-    callbacks.append(INTERRUPTS.callback())  # last: an epoch it ends is logged and saved first
+    x_train, y_train, loss, metric = with_non_digits(inputs["train"], digits.y_train, route, non_digits)
+    train_ds, val_ds = training_data(cfg, inputs, digits, route, augment, x_train, y_train)
+    compile_trainee(trainee, cfg, route, len(train_ds), loss, metric)
+    callbacks = training_callbacks(cfg, checkpoints, extra_callbacks)
     start = time.perf_counter()
     with INTERRUPTS.while_training():
         history = trainee.fit(
@@ -153,6 +91,112 @@ def fit(
             optimizer=trainee.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"]
         )
     return history.history, seconds
+
+
+def with_non_digits(
+    x_train: np.ndarray, y_train: np.ndarray, route: str, non_digits: Pending | None
+) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+    """The training split, with the non-digits joined where the route trains on digits (an exact one),
+    and the loss and metric that reads them; Keras's own loss and accuracy without."""
+    if non_digits is None:
+        return x_train, y_train, "sparse_categorical_crossentropy", "accuracy"
+    if route != "exact":
+        log.warning(
+            "non-digits: not trained on (training.non_digits): the %s route trains the top on the backbone's "
+            "features of the training split; only an exact route trains on them",
+            route,
+        )
+        return x_train, y_train, "sparse_categorical_crossentropy", "accuracy"
+    import numpy as np
+
+    from src.training.non_digits import NOT_A_DIGIT, loss_and_metric
+
+    images, labels, seconds = non_digits.result()
+    x_train = np.concatenate([x_train, images[..., None].astype(x_train.dtype)])
+    y_train = np.concatenate([y_train, labels.astype(y_train.dtype)])
+    loss, metric = loss_and_metric()
+    log.info(
+        "non-digits: %d generated non-digits (toward even probabilities) and %d training digits as a "
+        "reader cuts them join the training split (cut in %.1f s while the command started)",
+        int((labels == NOT_A_DIGIT).sum()),
+        int((labels != NOT_A_DIGIT).sum()),
+        seconds,
+    )
+    return x_train, y_train, loss, metric
+
+
+def training_data(
+    cfg: DictConfig,
+    inputs: dict,
+    digits: Digits,
+    route: str,
+    augment: keras.Layer | None,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """The training pipeline (an echoed route's: one augmented view per digit each epoch; an exact one's
+    augmented by `augment`) and the validation pipeline."""
+    from src import data
+    from src.training import features
+
+    batch_size = cfg.training.batch_size
+    if route == "echoed":
+        train_ds = features.echo_dataset(inputs["train"], digits.y_train, batch_size, cfg.training.seed)
+    else:
+        train_ds = data.make_dataset(
+            x_train,
+            y_train,
+            batch_size,
+            shuffle=True,
+            augment=augment if route == "exact" else None,
+            seed=cfg.training.seed,
+            deterministic=cfg.training.deterministic,
+        )
+    return train_ds, data.make_dataset(inputs["validation"], digits.y_val, batch_size)
+
+
+def compile_trainee(
+    trainee: keras.Model, cfg: DictConfig, route: str, steps_per_epoch: int, loss: Any, metric: Any
+) -> None:
+    """Compile with the configured optimizer (a schedule's length filled in), with XLA where it pays and
+    several steps per call where Keras can."""
+    from src import tracking
+
+    steps = cfg.training.steps_per_execution
+    mirrored = cfg.training.strategy == "mirrored"
+    cached = route != "exact"
+    total_steps = cfg.training.epochs * steps_per_epoch
+    xla = use_xla(cfg.training.jit_compile, cached and not mirrored, total_steps)
+    tracking.when_open(lambda: tracking.log_xla(xla, total_steps))
+    trainee.compile(
+        optimizer=optimizer(cfg.training.optimizer, total_steps),
+        loss=loss,
+        metrics=[metric],
+        jit_compile=xla,
+        # many small steps of the top alone: run several per call so Python does not dominate (not under
+        # MirroredStrategy, where Keras cannot run several steps per call: keras-team/keras#19246)
+        steps_per_execution=(32 if cached and not mirrored else 1) if steps == "auto" else int(steps),
+    )
+
+
+def training_callbacks(
+    cfg: DictConfig, checkpoints: str | Callable[[], str] | None, extra: list | None
+) -> list[keras.callbacks.Callback]:
+    """The configured callbacks, then the epoch logger, `extra`, the checkpoint saver and the interrupts,
+    in that order."""
+    from hydra.utils import instantiate
+
+    from src.training.callbacks import checkpoint_saver, epoch_logger, last_logged_epoch
+
+    callbacks = [instantiate(c) for c in cfg.training.callbacks.values() if c is not None]
+    logged_through = last_logged_epoch() if cfg.training.resume else -1
+    # the logger comes before the checkpoint: a saved epoch is always a logged one
+    callbacks.append(epoch_logger(logged_through))  # also stops a run whose loss is not finite
+    callbacks += extra or []
+    if checkpoints:
+        callbacks.append(checkpoint_saver(checkpoints))
+    callbacks.append(INTERRUPTS.callback())  # last: an epoch it ends is logged and saved first
+    return callbacks
 
 
 # XLA's compilation of the top's step costs about 1.5 s once and saves about 1 ms a step (measured on
