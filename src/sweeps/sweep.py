@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from src import UserError
-from src.sweeps.comparison import run_name
+from src.sweeps.names import run_name
 from src.training.callbacks import TrialPruned
 
 log = logging.getLogger(__name__)
