@@ -12,6 +12,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import importlib.machinery
+    import types
+    from collections.abc import Sequence
 
 # When the command started (as near as Python lets us see it): startup time is measured from here.
 STARTED = time.time()
@@ -68,7 +74,9 @@ class _QuietTensorFlow(importlib.abc.MetaPathFinder):
     machine without an NVIDIA device lists the devices there too, so the CUDA probe's line is dropped
     with the rest. Lists only: logical devices and threads can still be configured afterwards."""
 
-    def find_spec(self, name, path=None, target=None):
+    def find_spec(
+        self, name: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if name != "tensorflow":
             return None
         sys.meta_path.remove(self)  # the other finders find it (a look-up without an import keeps the hook)
@@ -84,7 +92,7 @@ class _QuietTensorFlow(importlib.abc.MetaPathFinder):
         if probe_too:
             drop = re.compile(f"{STARTUP_NOTES.pattern}|{CUDA_PROBE.pattern}")
 
-        def exec_module(module) -> None:
+        def exec_module(module: types.ModuleType) -> None:
             with contextlib.suppress(ValueError):
                 sys.meta_path.remove(self)
             with startup_notes_dropped(drop):
@@ -92,7 +100,7 @@ class _QuietTensorFlow(importlib.abc.MetaPathFinder):
                 if probe_too:
                     module.config.list_physical_devices()
 
-        spec.loader.exec_module = exec_module
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 
 

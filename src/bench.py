@@ -286,7 +286,7 @@ def keras_io_convnet(
                 self.model.stop_training = stop_at_target
             done = len(clock["accuracies"])
             on_path = [round(a, 4) for a in clock["accuracies"]] == follow[:timed] if follow else False
-            if on_path and done == timed and clock["reached"] is None:
+            if follow and on_path and done == timed and clock["reached"] is None:
                 # the median: an epoch on a shared 2-core host is now and then slowed by half (one run's
                 # epochs took 20, 20, 35, 22, 21, 37 s), which a mean of two would carry into ten more
                 later = float(np.median(np.diff(clock["times"])))

@@ -13,15 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from src import UserError, cli, config
 from src.sweeps.comparison import compare_sweep, compare_two, find_sweep, get_runs, write_comparison
-
-
-def tracking_config(overrides: list[str] | None = None) -> DictConfig:
-    """The `tracking` group as training composes it (store, registered model, champion metric)."""
-    return config.compose(overrides or []).tracking
 
 
 def arguments() -> argparse.ArgumentParser:
@@ -49,12 +42,10 @@ def arguments() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = arguments()
     args = parser.parse_args(argv)
-    import mlflow
-
     from src import tracking
-    from src.tracking import access
+    from src.tracking import records
 
-    cfg = tracking_config(args.overrides)
+    cfg = config.compose(args.overrides).tracking  # as training composes it
     config.validate_champion(cfg)
     tracking.use_store(cfg, create=False)
     if args.sweep:
@@ -64,16 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         print(compare_two(*get_runs(args.runs)), end="")
         return 0
     try:
-        runs = mlflow.search_runs(
-            search_all_experiments=True,
-            filter_string=args.filter,
-            order_by=["start_time ASC"],
-            output_format="list",
-        )
-    except mlflow.exceptions.MlflowException as e:
-        if access.refusal(e):
-            raise
-        raise UserError(f"--filter: {str(e).splitlines()[0]}") from None
+        runs = records.search_runs(args.filter)
+    except records.NotFound as e:
+        raise UserError(f"--filter: {e}") from None
     if not runs:
         raise UserError(f"--filter: no runs match {args.filter!r}")
     out_dir = Path(args.out or Path("experiments", "compare", time.strftime("%Y-%m-%d_%H-%M-%S")))

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from src import UserError
+from src.schema import Checked, Choice, Number, Rule, Whole, check, get
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # training.strategy: what src/training/distribute.py builds
@@ -24,37 +25,7 @@ MULTI_WORKER_BLOCKED = (
 )
 
 
-def _whole(cfg, key: str, minimum: int, allow_none: bool = False) -> None:
-    value = _get(cfg, key)
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{key}: {value!r} is not a whole number >= {minimum}")
-
-
-def _number(cfg, key: str, low: float, high: float | None = None, low_open: bool = True) -> None:
-    value = _get(cfg, key)
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    ok = ok and (value > low if low_open else value >= low) and (high is None or value < high)
-    if not ok:
-        bounds = f"{'>' if low_open else '>='} {low}" + (f" and < {high}" if high is not None else "")
-        raise UserError(f"{key}: {value!r} is not a number {bounds}")
-
-
-def _choice(cfg, key: str, choices: tuple) -> None:
-    value = _get(cfg, key)
-    if value not in choices:
-        raise UserError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
-
-
-def _get(cfg, key: str):
-    node = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
-def weights_file(backbone) -> Path | None:
+def weights_file(backbone: Any) -> Path | None:
     """backbone.weights as a file (None: imagenet or random init); a file that is not there is refused."""
     if backbone.weights in (None, "imagenet"):
         return None
@@ -64,95 +35,161 @@ def weights_file(backbone) -> Path | None:
     return path
 
 
-def validate_training(cfg: DictConfig) -> None:
-    """The values of a training run: fails with the key, the bad value and what would be valid."""
-    weights_file(cfg.backbone)
-    _whole(cfg, "training.epochs", 1)
-    _whole(cfg, "training.batch_size", 1)
-    _whole(cfg, "training.seed", 0)
-    _choice(cfg, "training.deterministic", (True, False))
-    _whole(cfg, "input_size", cfg.backbone.get("min_input_size", 32))
-    _choice(cfg, "backbone.channels", (1, 3))
+# The training config's schema: a rule per key (src/schema.py), and the checks no range says, each named by
+# what it asks. The values, defaults included, live in conf/ alone. The rules run in order.
+def _imagenet_channels(cfg: Any) -> None:
     if str(cfg.backbone.network._target_).startswith("keras.applications.") and cfg.backbone.channels != 3:
         raise UserError(
             f"backbone.channels: {cfg.backbone.name} takes 3 channels (ImageNet's colour pictures)"
         )
-    _whole(cfg, "data.train_limit", 1, allow_none=True)
-    _whole(cfg, "data.test_limit", 1, allow_none=True)
-    _number(cfg, "data.val_split", 0.0, 1.0, low_open=False)
-    if cfg.data.name == "folder":
-        _number(cfg, "data.test_split", 0.0, 1.0, low_open=False)
-        _number(cfg, "data.mix_mnist", 0.0, 1.0, low_open=False)
-        _choice(cfg, "data.strict", (True, False))
-        _whole(cfg, "data.workers", 1, allow_none=True)
+
+
+def _validation_split_kept(cfg: Any) -> None:
     if cfg.data.val_split == 0 and cfg.training.enabled:
         raise UserError(
             "data.val_split: 0 leaves no validation split, and early stopping, calibration and the champion "
             "are chosen on it, never on the test set; hold out a fraction, e.g. data.val_split=0.1"
         )
-    if not isinstance(cfg.training.optimizer.get("learning_rate"), Mapping | type(None)):  # else a schedule
-        _number(cfg, "training.optimizer.learning_rate", 0.0)
-    _choice(cfg, "training.precision", ("auto", "float32", "mixed_bfloat16", "mixed_float16"))
-    _whole(cfg, "training.echo_views", 0)
-    _whole(cfg, "training.train_eval_sample", 1, allow_none=True)
-    if cfg.training.get("non_digits") is not None:
-        _number(cfg, "training.non_digits.share", 0.0, 1.0, low_open=False)
-        _number(cfg, "training.non_digits.as_read", 0.0, 1.0, low_open=False)
-    _whole(cfg, "training.digit_score.sample", 0)
-    _whole(cfg, "training.digit_score.hidden", 0)
-    _number(cfg, "training.digit_score.keep", 0.5, 1.0)
-    if cfg.training.digit_score.get("keep_cut") is not None:
-        _number(cfg, "training.digit_score.keep_cut", 0.5, float(cfg.training.digit_score.keep))
-    _choice(cfg, "training.verbose", ("auto", 0, 1, 2))
-    _choice(cfg, "training.feature_cache", ("auto", False))
-    _choice(cfg, "training.jit_compile", ("auto", True, False))
-    validate_champion(cfg.tracking)
-    if cfg.training.steps_per_execution != "auto":
-        _whole(cfg, "training.steps_per_execution", 1)
-        if cfg.training.strategy == "mirrored" and cfg.training.steps_per_execution > 1:
-            raise UserError(
-                "training.steps_per_execution: Keras 3 cannot run several steps per call under "
-                "training.strategy=mirrored (keras-team/keras#19246); use 1 or auto"
-            )
-    _choice(cfg, "training.checkpoints", (True, False))
-    _choice(cfg, "training.calibrate", (True, False))
+
+
+def _one_step_when_mirrored(cfg: Any) -> None:
+    if cfg.training.strategy == "mirrored" and cfg.training.steps_per_execution > 1:
+        raise UserError(
+            "training.steps_per_execution: Keras 3 cannot run several steps per call under "
+            "training.strategy=mirrored (keras-team/keras#19246); use 1 or auto"
+        )
+
+
+def _not_multi_worker(cfg: Any) -> None:
     if cfg.training.strategy == "multi_worker":
         raise UserError(MULTI_WORKER_BLOCKED)
-    _choice(cfg, "training.strategy", STRATEGIES)
-    _whole(cfg, "training.cpu_devices", 1)
+
+
+def _device_names(cfg: Any) -> None:
     devices = cfg.training.devices
     if devices is not None and (isinstance(devices, str) or not all(isinstance(d, str) for d in devices)):
         raise UserError(f"training.devices: {devices!r} is not null or a list of device names")
+
+
+def _model_uri_or_none(cfg: Any) -> None:
     init_from = cfg.training.get("init_from")
     if init_from is not None and (not isinstance(init_from, str) or not init_from):
         raise UserError(
             f"training.init_from: {init_from!r} is not an MLflow model URI (e.g. models:/name@alias)"
         )
+
+
+def _run_id_or_none(cfg: Any) -> None:
     if cfg.training.resume is not None and not isinstance(cfg.training.resume, str):
         raise UserError(f"training.resume: {cfg.training.resume!r} is not an MLflow run id")
+
+
+def _tag_values(cfg: Any) -> None:
     tags = cfg.tracking.tags
     if not isinstance(tags, Mapping) or not all(
         isinstance(v, str | int | float | bool) for v in tags.values()
     ):
         raise UserError(f"tracking.tags: {tags!r} is not a mapping of tag names to values")
-    _choice(cfg, "backbone.freeze_batchnorm", (True, False))
+
+
+def _layer_or_none(cfg: Any) -> None:
     if cfg.backbone.fine_tune is not None and not isinstance(cfg.backbone.fine_tune, str):
         raise UserError(f"backbone.fine_tune: {cfg.backbone.fine_tune!r} is not null, all or a layer name")
 
 
-def validate_champion(tracking: DictConfig) -> None:
-    """The champion is chosen on validation (or training) scores: the test set never chooses."""
-    metric = str(tracking.champion.metric)
+def _validation_metric(cfg: Any) -> None:
+    metric = str(get(cfg, "tracking.champion.metric"))
     if metric.startswith("test_"):
         raise UserError(
             f"tracking.champion.metric={metric}: the test set never chooses a model; use a validation "
             "metric, e.g. final_val_accuracy (or final_val_loss with mode=min)"
         )
-    if tracking.champion.mode not in ("max", "min"):
-        raise UserError(f"tracking.champion.mode={tracking.champion.mode}: choose one of max, min")
-    delta = tracking.champion.get("min_delta", 0.0)
-    if isinstance(delta, bool) or not isinstance(delta, int | float) or delta < 0:
-        raise UserError(f"tracking.champion.min_delta={delta}: a number of at least 0")
+
+
+def _folder(cfg: Any) -> bool:
+    return bool(cfg.data.name == "folder")
+
+
+def _fixed_rate(cfg: Any) -> bool:
+    return not isinstance(
+        cfg.training.optimizer.get("learning_rate"), Mapping | type(None)
+    )  # else a schedule
+
+
+def _non_digits(cfg: Any) -> bool:
+    return cfg.training.get("non_digits") is not None
+
+
+def _keep_cut(cfg: Any) -> bool:
+    return cfg.training.digit_score.get("keep_cut") is not None
+
+
+def _steps_given(cfg: Any) -> bool:
+    return bool(cfg.training.steps_per_execution != "auto")
+
+
+# the champion is chosen on validation (or training) scores: the test set never chooses
+CHAMPION_SCHEMA: tuple[Rule, ...] = (
+    Checked(_validation_metric),
+    Choice("tracking.champion.mode", ("max", "min")),
+    Number("tracking.champion.min_delta", 0.0, low_open=False),
+)
+
+TRAINING_SCHEMA: tuple[Rule, ...] = (
+    Checked(lambda cfg: weights_file(cfg.backbone)),
+    Whole("training.epochs", 1),
+    Whole("training.batch_size", 1),
+    Whole("training.seed", 0),
+    Choice("training.deterministic"),
+    Whole("input_size", "backbone.min_input_size"),
+    Choice("backbone.channels", (1, 3)),
+    Checked(_imagenet_channels),
+    Whole("data.train_limit", 1, allow_none=True),
+    Whole("data.test_limit", 1, allow_none=True),
+    Number("data.val_split", 0.0, 1.0, low_open=False),
+    Number("data.test_split", 0.0, 1.0, low_open=False, when=_folder),
+    Number("data.mix_mnist", 0.0, 1.0, low_open=False, when=_folder),
+    Choice("data.strict", when=_folder),
+    Whole("data.workers", 1, allow_none=True, when=_folder),
+    Checked(_validation_split_kept),
+    Number("training.optimizer.learning_rate", 0.0, when=_fixed_rate),
+    Choice("training.precision", ("auto", "float32", "mixed_bfloat16", "mixed_float16")),
+    Whole("training.echo_views", 0),
+    Whole("training.train_eval_sample", 1, allow_none=True),
+    Number("training.non_digits.share", 0.0, 1.0, low_open=False, when=_non_digits),
+    Number("training.non_digits.as_read", 0.0, 1.0, low_open=False, when=_non_digits),
+    Whole("training.digit_score.sample", 0),
+    Whole("training.digit_score.hidden", 0),
+    Number("training.digit_score.keep", 0.5, 1.0),
+    Number("training.digit_score.keep_cut", 0.5, "training.digit_score.keep", when=_keep_cut),
+    Choice("training.verbose", ("auto", 0, 1, 2)),
+    Choice("training.feature_cache", ("auto", False)),
+    Choice("training.jit_compile", ("auto", True, False)),
+    *CHAMPION_SCHEMA,
+    Whole("training.steps_per_execution", 1, when=_steps_given),
+    Checked(_one_step_when_mirrored, when=_steps_given),
+    Choice("training.checkpoints"),
+    Choice("training.calibrate"),
+    Checked(_not_multi_worker),
+    Choice("training.strategy", STRATEGIES),
+    Whole("training.cpu_devices", 1),
+    Checked(_device_names),
+    Checked(_model_uri_or_none),
+    Checked(_run_id_or_none),
+    Checked(_tag_values),
+    Choice("backbone.freeze_batchnorm"),
+    Checked(_layer_or_none),
+)
+
+
+def validate_training(cfg: DictConfig) -> None:
+    """The values of a training run: fails with the key, the bad value and what would be valid."""
+    check(cfg, TRAINING_SCHEMA)
+
+
+def validate_champion(tracking: DictConfig) -> None:
+    """The champion is chosen on validation (or training) scores: the test set never chooses."""
+    check({"tracking": tracking}, CHAMPION_SCHEMA)
 
 
 def _config_dir(config_name: str) -> tuple[Path, str]:
@@ -162,9 +199,12 @@ def _config_dir(config_name: str) -> tuple[Path, str]:
     return CONF_DIR / folder, name
 
 
-def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
-    """The config `python -m src.train <overrides>` composes (Hydra's Compose API, nothing run); a bad
-    override is a UserError in Hydra's words."""
+def compose(
+    overrides: list[str] | tuple[str, ...] = (), config_name: str = "train", return_hydra_config: bool = False
+) -> DictConfig:
+    """The config `python -m src.train <overrides>` composes (Hydra's Compose API, nothing run); another
+    command's with `config_name` (`evaluate`, `commands/predict`). A bad override is a UserError in Hydra's
+    words. The one compose of the library: commands, re-runs and --help all compose through it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -173,44 +213,47 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "tra
     folder, name = _config_dir(config_name)
     try:
         with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
-            return hydra_compose(config_name=name, overrides=list(overrides))
+            return hydra_compose(
+                config_name=name, overrides=list(overrides), return_hydra_config=return_hydra_config
+            )
     except (HydraException, OmegaConfBaseException) as e:
         raise UserError(" ".join(str(e).split())) from None
 
 
 # Schemas of the commands' own configs (conf/commands/: predict, draw, export): Hydra checks the types
-# of their keys as it composes (`top=three` is refused with the key's name), the YAML keeps the values.
+# of their keys as it composes (`top=three` is refused with the key's name). Types only: every value,
+# default included, lives in the command's YAML (a key the YAML does not set is an error of conf/).
 @dataclass
 class PredictConfig:
     model: str = MISSING
-    images: Any = None  # a path, a glob or a list of them
-    json: bool = False
-    top: int = 3
-    tracking_uri: Optional[str] = None  # noqa: UP045 (OmegaConf reads Optional, not X | None, on 3.10)
-    sure: float = 0.98
+    images: Any = MISSING  # a path, a glob or a list of them
+    json: bool = MISSING
+    top: int = MISSING
+    tracking_uri: Optional[str] = MISSING  # noqa: UP045 (OmegaConf reads Optional, not X | None, on 3.10)
+    sure: float = MISSING
 
 
 @dataclass
 class DrawConfig:
     model: str = MISSING
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_upload_mb: float = 5.0
-    top: int = 3
-    tracking_uri: Optional[str] = None  # noqa: UP045
-    sure: float = 0.98
-    corrections: Optional[str] = None  # noqa: UP045
+    host: str = MISSING
+    port: int = MISSING
+    max_upload_mb: float = MISSING
+    top: int = MISSING
+    tracking_uri: Optional[str] = MISSING  # noqa: UP045
+    sure: float = MISSING
+    corrections: Optional[str] = MISSING  # noqa: UP045
 
 
 @dataclass
 class ExportConfig:
     model: str = MISSING
-    format: str = "saved_model"
-    out: Optional[str] = None  # noqa: UP045
-    tracking_uri: Optional[str] = None  # noqa: UP045
-    digits: Optional[str] = None  # noqa: UP045
-    parity_digits: int = 1000
-    log: bool = True
+    format: str = MISSING
+    out: Optional[str] = MISSING  # noqa: UP045
+    tracking_uri: Optional[str] = MISSING  # noqa: UP045
+    digits: Optional[str] = MISSING  # noqa: UP045
+    parity_digits: int = MISSING
+    log: bool = MISSING
 
 
 def register_schemas() -> None:
@@ -291,13 +334,8 @@ def _group_files(group: str, choice: str) -> list[Path]:
 def key_descriptions(config_name: str, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
     """What each key of `config_name`'s composed config (`train`, `evaluate`, `commands/predict`, ...)
     means, from the comments of the YAML files it is composed from."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
     register_schemas()
-    folder, name = _config_dir(config_name)
-    with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
-        cfg = hydra_compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
+    cfg = compose(overrides, config_name, return_hydra_config=True)
     files = [(CONF_DIR / f"{config_name}.yaml", "")]
     if config_name == "evaluate":
         files.append((CONF_DIR / "train.yaml", ""))
@@ -320,21 +358,27 @@ def key_descriptions(config_name: str, overrides: list[str] | tuple[str, ...] = 
     return described
 
 
-def leaf_keys(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    """A composed config's keys down to their values (lists are values), dotted, without Hydra's own."""
-    from omegaconf import OmegaConf
+def leaves(node: Any, prefix: str = "", into_lists: bool = True) -> dict[str, Any]:
+    """Dotted key -> value of every leaf of a config tree (a DictConfig is read unresolved; an empty list
+    or mapping is a leaf). into_lists=False: a list is a leaf too (top.layers, not top.layers.0.units).
+    The one flattener: a run's params (src/tracking/runs.py), a re-run's comparison with the logged config
+    (src/tracking/rebuild.py) and --help's keys all read a config through it."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=False)
+    if isinstance(node, Mapping) and node:
+        children = [(str(key), child) for key, child in node.items()]
+    elif into_lists and isinstance(node, list) and node:
+        children = [(str(i), child) for i, child in enumerate(node)]
+    else:
+        return {prefix[:-1]: node}
+    return {k: v for key, child in children for k, v in leaves(child, f"{prefix}{key}.", into_lists).items()}
 
-    tree: dict = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg  # type: ignore[assignment]
-    leaves: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key!s}"
-        if dotted == "hydra":
-            continue
-        if isinstance(value, dict) and value:
-            leaves.update(leaf_keys(value, f"{dotted}."))
-        else:
-            leaves[dotted] = value
-    return leaves
+
+def leaf_keys(cfg: Any) -> dict[str, Any]:
+    """A composed config's keys down to their values (lists are values), dotted, without Hydra's own."""
+    return {
+        k: v for k, v in leaves(cfg, into_lists=False).items() if k != "hydra" and not k.startswith("hydra.")
+    }
 
 
 def description_of(key: str, described: Mapping[str, str]) -> tuple[str, str] | None:

@@ -10,11 +10,15 @@ training.enabled=false training.model_uri=...` does the same.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
 from src import UserError, cli
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger("src.evaluate")
 
@@ -62,33 +66,25 @@ def evaluate_registered(
 def registered_uri(cfg: DictConfig) -> str:
     """training.model_uri (default: the latest version of tracking.registered_model), checked without
     loading Keras to name a model in the store."""
-    import mlflow
-
     from src import tracking
-    from src.tracking import access
+    from src.tracking import records
 
     tracking.use_store(cfg.tracking, create=False)
     uri = cfg.training.model_uri or f"models:/{cfg.tracking.registered_model}/latest"
     try:
-        mlflow.models.get_model_info(uri)
-    except (mlflow.exceptions.MlflowException, OSError) as e:
-        if access.refusal(e):
-            raise
-        raise UserError(f"training.model_uri: cannot load {uri}: {str(e).splitlines()[0]}") from None
+        records.model_info(uri)
+    except records.NotFound as e:
+        raise UserError(f"training.model_uri: cannot load {uri}: {e}") from None
     return uri
 
 
-def load_registered(uri: str):
-    import mlflow
-
-    from src.tracking import access
+def load_registered(uri: str) -> keras.Model:
+    from src.tracking import records
 
     try:
-        return mlflow.keras.load_model(uri)
-    except (mlflow.exceptions.MlflowException, OSError) as e:
-        if access.refusal(e):
-            raise
-        raise UserError(f"training.model_uri: cannot load {uri}: {str(e).splitlines()[0]}") from None
+        return records.load_keras_model(uri)
+    except records.NotFound as e:
+        raise UserError(f"training.model_uri: cannot load {uri}: {e}") from None
 
 
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")

@@ -49,20 +49,26 @@ from src.models.exports import (
 log = logging.getLogger("src.export")
 
 
-def _run_of(uri: str) -> str | None:
-    import mlflow
+def log_export(run_id: str, fmt: str, out: Path, files: list[Path], report: list[Parity]) -> None:
+    """The export and its parity report as artifacts (exports/<fmt>/) and metrics of the run that
+    logged the model."""
+    from src.tracking import records
 
-    try:
-        return mlflow.models.get_model_info(uri).run_id
-    except Exception:  # a local path without a run, ...
-        return None
+    if fmt == "saved_model":
+        artifacts = [(out, "exports/saved_model")]
+    else:
+        artifacts = [(path, f"exports/{fmt}") for path in [*files, out / "parity.json"]]
+    metrics: dict[str, float] = {}
+    for p in report:
+        key = fmt + ("_int8" if "int8" in p.file else "")  # export.tflite_int8.accuracy, ...
+        for name in ("agreement", "max_diff", "accuracy"):
+            metrics[f"export.{key}.{name}"] = getattr(p, name)
+    records.log_to(run_id, artifacts, metrics)
 
 
 def export(cfg: DictConfig) -> tuple[Path, list[Parity], str | None]:
-    import mlflow
-
     from src.data import SAMPLE_PATH, read_npz
-    from src.tracking import load_classifier
+    from src.tracking import load_classifier, records
 
     if cfg.format not in FORMATS:
         raise UserError(f"format: {cfg.format!r} is not one of {', '.join(FORMATS)}")
@@ -107,19 +113,9 @@ def export(cfg: DictConfig) -> tuple[Path, list[Parity], str | None]:
         "parity": [asdict(p) for p in report],
     }
     (out / "parity.json").write_text(json.dumps(summary, indent=2))
-    run_id = _run_of(cfg.model) if cfg.log and all(p.passed for p in report) else None
+    run_id = records.run_of_model(cfg.model) if cfg.log and all(p.passed for p in report) else None
     if run_id:
-        client = mlflow.MlflowClient()
-        if cfg.format == "saved_model":
-            client.log_artifacts(run_id, str(out), "exports/saved_model")
-        else:
-            for path in [*files, out / "parity.json"]:
-                client.log_artifact(run_id, str(path), f"exports/{cfg.format}")
-        for p in report:
-            key = cfg.format + ("_int8" if "int8" in p.file else "")  # export.tflite_int8.accuracy, ...
-            client.log_metric(run_id, f"export.{key}.agreement", p.agreement)
-            client.log_metric(run_id, f"export.{key}.max_diff", p.max_diff)
-            client.log_metric(run_id, f"export.{key}.accuracy", p.accuracy)
+        log_export(run_id, cfg.format, out, files, report)
     return out, report, run_id
 
 

@@ -25,7 +25,7 @@ from src.reading.reader import Reading
 log = logging.getLogger("src.predict")
 
 
-def expand(images) -> list[Path]:
+def expand(images: str | list | tuple | ListConfig) -> list[Path]:
     """Paths and globs, in the order given (each glob sorted)."""
     items = list(images) if isinstance(images, list | tuple | ListConfig) else [images]
     paths: list[Path] = []

@@ -18,7 +18,7 @@ import logging
 import sys
 
 from src import cli
-from src.tracking.rerun import prepare
+from src.tracking.rebuild import prepare
 
 
 @cli.command()

@@ -27,18 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = arguments()
     args = parser.parse_args(argv)
 
-    import mlflow
-
     from src.apps.tracking_server import without_job_runner
-    from src.tracking import resolve_uri
+    from src.tracking import records, resolve_uri
 
     store = resolve_uri(args.store)
-    mlflow.set_tracking_uri(store)
-    experiment = mlflow.get_experiment_by_name(args.experiment)
+    experiment = records.experiment_id(store, args.experiment)
     address = f"http://{args.host}:{args.port}"
     print(f"MLflow UI: {address}  (store: {store})")
     if experiment is not None:
-        print(f"training runs: {address}/#/experiments/{experiment.experiment_id}/runs")
+        print(f"training runs: {address}/#/experiments/{experiment}/runs")
     print("Ctrl-C stops it.", flush=True)
     without_job_runner()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store]

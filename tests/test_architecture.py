@@ -100,3 +100,28 @@ def test_imports_follow_the_layers_and_have_no_cycles():
     for module in sorted(graph):
         visit(module, [])
     assert not cycles, f"import cycles: {cycles}"
+
+
+# Outside src/tracking/, only these modules import MLflow: the reading model's flavour (it builds on
+# MLflow's pyfunc, as MLflow's own flavours build on its tracking) and the bench, until it moves out of
+# src/. The list can only shrink: a module that stops importing MLflow leaves it.
+MLFLOW_OUTSIDE_TRACKING = {"src.reading.reader_model", "src.reading.reader_entry", "src.bench"}
+
+
+def test_nothing_outside_tracking_imports_mlflow_but_the_listed():
+    files = [*sorted((ROOT / "src").rglob("*.py")), *sorted((ROOT / "hydra_plugins").rglob("*.py"))]
+    found = set()
+    for path in files:
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        if module.startswith("src.tracking."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            if any(name == "mlflow" or name.startswith("mlflow.") for name in names):
+                found.add(module)
+    assert found == MLFLOW_OUTSIDE_TRACKING, (
+        f"MLflow imported outside src/tracking/ by {sorted(found - MLFLOW_OUTSIDE_TRACKING)}; "
+        f"no longer by {sorted(MLFLOW_OUTSIDE_TRACKING - found)} (take it off the list)"
+    )

@@ -29,7 +29,7 @@ def test_stroke_width_thickens_thins_or_keeps_each_digit_and_nothing_at_inferenc
 
 def test_augmentation_handwriting_composes_and_changes_digits():
     from src.config import compose
-    from src.training.fit import augmentation
+    from src.training.augmentation import augmentation
 
     cfg = compose(["augmentation=handwriting"])
     layer = augmentation(cfg)

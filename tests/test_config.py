@@ -2,6 +2,7 @@
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
 from tests.conftest import run_cli
 
@@ -128,3 +129,32 @@ def test_training_s_groups_compose_the_keys_training_always_had(compose_cfg):
         "training/distribute=mirrored", "training.cpu_devices=4", "training.feature_cache=false"
     )
     assert (keyed.training.cpu_devices, keyed.training.feature_cache) == (4, False)
+
+
+@pytest.mark.parametrize("name", ["predict", "draw", "export"])
+def test_a_command_s_defaults_live_in_its_yaml_alone(name):
+    """The commands' schemas hold types only: every value a command composes comes from its YAML."""
+    import dataclasses
+
+    from omegaconf import MISSING
+
+    from src import config
+    from src.reading.reader import SURE
+
+    schema = {"predict": config.PredictConfig, "draw": config.DrawConfig, "export": config.ExportConfig}[name]
+    assert all(field.default is MISSING for field in dataclasses.fields(schema))
+    config.register_schemas()
+    cfg = config.compose([], f"commands/{name}")
+    assert set(cfg) >= {field.name for field in dataclasses.fields(schema)}
+    if "sure" in cfg:  # the reader's own threshold, for a reader built without a command's config
+        assert cfg.sure == SURE
+
+
+def test_the_training_schema_names_each_key_it_checks_once(compose_cfg):
+    from src import config, schema
+
+    keys = [rule.key for rule in config.TRAINING_SCHEMA if not isinstance(rule, schema.Checked)]
+    assert len(keys) == len(set(keys))
+    composed = [compose_cfg(), compose_cfg("data=folder")]
+    for key in keys:  # every key the schema checks is one conf/ composes (and gives its default)
+        assert any(OmegaConf.select(cfg, key, default="absent") != "absent" for cfg in composed), key

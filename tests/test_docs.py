@@ -216,12 +216,12 @@ def check(module: str, arguments: list[str]) -> None:
     accepted), the others through their own options. A UserError or SystemExit says what is wrong."""
     from hydra.core.plugins import Plugins
 
-    from src.tracking import rerun
+    from src.tracking import rebuild
 
     Plugins.instance()  # the sweepers and launchers (hydra/sweeper=optuna_search), as hydra.main finds them
     config.register_schemas()  # the commands' schemas (predict_schema, ...), as their modules do
     if module == "src.rerun":
-        _, arguments = rerun.parse(arguments)
+        _, arguments = rebuild.parse(arguments)
         module = "src.train"
     if module in HYDRA_APPS:
         for overrides in hydra_jobs(arguments):

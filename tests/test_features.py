@@ -39,7 +39,7 @@ def test_each_route_is_taken_only_where_it_is_valid(compose_cfg):
 
 
 def test_echoed_features_are_of_augmented_views_and_cached(compose_cfg, tmp_path):
-    from src.training.fit import augmentation
+    from src.training.augmentation import augmentation
 
     cfg = compose_cfg(
         "backbone.weights=null", "data=mnist_sample", "data.train_limit=60", "data.test_limit=20"

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from src import UserError, compare
 from src.data import SAMPLE_PATH
-from src.tracking import rerun
+from src.tracking import rebuild
 from tests.conftest import new_store, run_cli, use_store
 
 # a tiny deterministic run on a copy of the sample read as full MNIST (data.path), so the data can change
@@ -107,9 +107,9 @@ def test_a_rerun_computes_in_the_precision_the_run_used(recorded):
         client.set_tag(run_id, "precision", "mixed_bfloat16")
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("MLFLOW_TRACKING_URI", recorded["uri"])
-            arguments = rerun.prepare([f"run_id={run_id}"])
+            arguments = rebuild.prepare([f"run_id={run_id}"])
             assert "training.precision=mixed_bfloat16" in arguments
-            given = rerun.prepare([f"run_id={run_id}", "training.precision=float32"])
+            given = rebuild.prepare([f"run_id={run_id}", "training.precision=float32"])
             assert "training.precision=float32" in given and "training.precision=mixed_bfloat16" not in given
     finally:
         client.set_tag(run_id, "precision", used)
@@ -153,7 +153,7 @@ def test_a_changed_dataset_is_refused(recorded):
 )
 def test_bad_arguments_fail_in_one_line(args, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        rerun.parse(args)
+        rebuild.parse(args)
 
 
 def test_an_unknown_run_fails_before_tensorflow(tmp_path):
@@ -176,11 +176,11 @@ def test_an_unknown_run_fails_before_tensorflow(tmp_path):
 def test_another_commit_is_a_warning_or_refused(caplog):
     elsewhere = {"mlflow.source.git.commit": "0" * 40, "git.dirty": "false"}
     with pytest.raises(UserError, match="code differs: the run was made at commit 000000000000"):
-        rerun.check_code(elsewhere, same_code=True)
-    rerun.check_code(elsewhere, same_code=False)
+        rebuild.check_code(elsewhere, same_code=True)
+    rebuild.check_code(elsewhere, same_code=False)
     assert "code differs" in caplog.text and "same_code=true refuses" in caplog.text
     with pytest.raises(UserError, match="uncommitted changes"):
-        rerun.check_code({**elsewhere, "git.dirty": "true"}, same_code=True)
+        rebuild.check_code({**elsewhere, "git.dirty": "true"}, same_code=True)
 
 
 def test_keys_that_conf_now_composes_differently_are_set_back(compose_cfg):
@@ -190,15 +190,15 @@ def test_keys_that_conf_now_composes_differently_are_set_back(compose_cfg):
     logged["data"]["path"] = "/data/it's here.npz"
     logged["training"]["optimizer"]["learning_rate"] = 1e-05
     del logged["training"]["callbacks"]["early_stopping"]
-    found = rerun.differences(compose_cfg("backbone=simple_cnn"), logged)
+    found = rebuild.differences(compose_cfg("backbone=simple_cnn"), logged)
     assert set(found) == {
         "backbone.network.dropout", "data.path", "training.optimizer.learning_rate",
         *(f"training.callbacks.early_stopping.{k}" for k in ("_target_", "monitor", "patience",
                                                               "restore_best_weights")),
     }  # fmt: skip
-    fixes = rerun.overrides_undoing(found, logged)
+    fixes = rebuild.overrides_undoing(found, logged)
     assert "~training.callbacks.early_stopping" in fixes
-    assert rerun.differences(compose_cfg("backbone=simple_cnn", *fixes), logged) == {}
+    assert rebuild.differences(compose_cfg("backbone=simple_cnn", *fixes), logged) == {}
 
 
 def test_a_run_logged_before_src_became_packages_names_its_targets_as_they_are_now(compose_cfg):
@@ -206,7 +206,21 @@ def test_a_run_logged_before_src_became_packages_names_its_targets_as_they_are_n
     logged = OmegaConf.to_container(compose_cfg(*overrides), resolve=True)
     logged["backbone"]["network"]["_target_"] = "src.model.simple_cnn"  # as runs logged them before
     logged["training"]["optimizer"]["learning_rate"]["_target_"] = "src.schedules.one_cycle"
-    assert set(rerun.differences(compose_cfg(*overrides), logged)) == {
+    assert set(rebuild.differences(compose_cfg(*overrides), logged)) == {
         "backbone.network._target_", "training.optimizer.learning_rate._target_",
     }  # fmt: skip
-    assert rerun.differences(compose_cfg(*overrides), rerun.current_targets(logged)) == {}
+    assert rebuild.differences(compose_cfg(*overrides), rebuild.current_targets(logged)) == {}
+
+
+def test_a_run_logged_before_keys_were_added_is_rebuilt_as_it_computed(compose_cfg):
+    from src import config
+
+    logged = OmegaConf.to_container(compose_cfg("backbone=simple_cnn"), resolve=True)
+    del logged["tracking"]["champion"]["min_delta"]
+    del logged["backbone"]["freeze_batchnorm"], logged["backbone"]["min_input_size"]
+    logged = rebuild.with_added_keys(logged)
+    fixes = rebuild.overrides_undoing(rebuild.differences(compose_cfg("backbone=simple_cnn"), logged), logged)
+    assert set(fixes) == {"++tracking.champion.min_delta=0.0", "++backbone.min_input_size=32"}
+    rebuilt = compose_cfg("backbone=simple_cnn", *fixes)
+    assert rebuild.differences(rebuilt, logged) == {}
+    config.validate_training(rebuilt)

@@ -6,7 +6,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from src.sweeps.comparison import run_name
+from src.sweeps.names import run_name
 from tests.conftest import SCREENSHOTS, free_port, new_store, run_cli, serving, tracking_server, use_store
 
 # A sweep through another launcher: what is tested is where the jobs run and log, so its three jobs train

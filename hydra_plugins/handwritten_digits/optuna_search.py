@@ -17,13 +17,17 @@ interrupted search left RUNNING are marked FAIL and queued again, so a resumed s
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional  # noqa: UP035 (Hydra's structured configs need typing's)
+from typing import TYPE_CHECKING, Any, List, Optional  # noqa: UP035 (Hydra's structured configs need typing's)
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    import optuna
+    from hydra.core.utils import JobReturn
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +74,16 @@ class OptunaSearch(Sweeper):
         return self.sweeper.sweep(arguments)
 
 
-def _sweep(self, arguments: list[str]) -> None:
-    """The search: ask `n_jobs` trials, launch them, tell each one's end; stop when failures exceed
+def _sweep(self: Any, arguments: list[str]) -> None:
+    """`self`: Hydra's OptunaSweeperImpl, set up (its config, launcher and this class's pruner are there).
+
+    The search: ask `n_jobs` trials, launch them, tell each one's end; stop when failures exceed
     `max_failure_rate` of `n_trials` (the launching process then ends with a one-line error)."""
     import functools
     import math
 
     import optuna
-    from hydra.utils import instantiate
     from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
-
-    from src.sweeps.search import open_storage
-    from src.sweeps.sweep import abort
 
     self._process_searchspace_config()
     distributions, fixed = create_params_from_overrides([*self._parse_sweeper_params_config(), *arguments])
@@ -93,6 +95,20 @@ def _sweep(self, arguments: list[str]) -> None:
         grid = {name: self._to_grid_sampler_choices(d) for name, d in distributions.items()}
         self.sampler = self.sampler(grid)
         self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
+    study = _open_study(self, distributions)
+    _run_trials(self, study, distributions, fixed)
+    _save_best(self, study)
+
+
+def _open_study(self: Any, distributions: dict) -> "optuna.Study":
+    """The study, new or continued (a continued one reseeded, its search space unchanged, its interrupted
+    trials queued again)."""
+    import optuna
+    from hydra.utils import instantiate
+
+    from src.sweeps.search import open_storage
+    from src.sweeps.sweep import abort
+
     if self.storage and str(self.storage).startswith("sqlite:///"):
         Path(str(self.storage)[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(
@@ -123,6 +139,13 @@ def _sweep(self, arguments: list[str]) -> None:
         earlier,
         self.n_trials,
     )
+    return study
+
+
+def _run_trials(self: Any, study: "optuna.Study", distributions: dict, fixed: dict) -> None:
+    """Launch `n_jobs` trials at a time and tell each one's end, until `n_trials` ran or too many failed."""
+    import optuna
+
     allowed = self.max_failure_rate * self.n_trials
     failed = 0
     left = self.n_trials
@@ -150,27 +173,34 @@ def _sweep(self, arguments: list[str]) -> None:
                 self.max_failure_rate,
                 self.n_trials,
             )
-            break
+            return
+
+
+def _save_best(self: Any, study: "optuna.Study") -> None:
+    """The best trial of a single-objective study, logged and saved as optimization_results.yaml."""
+    import optuna
+
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if complete and len(self._get_directions()) == 1:
-        best = study.best_trial
-        log.info("Best parameters: %s", best.params)
-        log.info("Best value: %s (trial %d)", best.value, best.number)
-        OmegaConf.save(
-            OmegaConf.create(
-                {
-                    "name": "optuna",
-                    "study_name": study.study_name,
-                    "best_params": best.params,
-                    "best_value": best.value,
-                    "best_trial": best.number,
-                }  # fmt: skip
-            ),
-            f"{self.config.hydra.sweep.dir}/optimization_results.yaml",
-        )
+    if not complete or len(self._get_directions()) != 1:
+        return
+    best = study.best_trial
+    log.info("Best parameters: %s", best.params)
+    log.info("Best value: %s (trial %d)", best.value, best.number)
+    OmegaConf.save(
+        OmegaConf.create(
+            {
+                "name": "optuna",
+                "study_name": study.study_name,
+                "best_params": best.params,
+                "best_value": best.value,
+                "best_trial": best.number,
+            }  # fmt: skip
+        ),
+        f"{self.config.hydra.sweep.dir}/optimization_results.yaml",
+    )
 
 
-def outcome(ret) -> tuple[Any, list[float] | None, str]:
+def outcome(ret: "JobReturn") -> tuple[Any, list[float] | None, str]:
     """A job's return as Optuna's trial state, the values to tell and why it did not complete."""
     import math
 
@@ -194,7 +224,7 @@ def outcome(ret) -> tuple[Any, list[float] | None, str]:
     return TrialState.COMPLETE, values, ""
 
 
-def changed_space(study, distributions: dict) -> str | None:
+def changed_space(study: "optuna.Study", distributions: dict) -> str | None:
     """The first parameter whose values the study's earlier trials drew differently (None: all agree);
     Optuna refuses to mix them in one study."""
     from optuna.distributions import check_distribution_compatibility
@@ -209,7 +239,7 @@ def changed_space(study, distributions: dict) -> str | None:
     return None
 
 
-def requeue_interrupted(study) -> list[int]:
+def requeue_interrupted(study: "optuna.Study") -> list[int]:
     """Trials left RUNNING by an interrupted search become FAIL, and their parameters are queued to run
     first. (One search per study at a time: a RUNNING trial here is one nobody runs.)"""
     from optuna.trial import TrialState

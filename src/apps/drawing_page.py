@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -25,11 +26,17 @@ from starlette.concurrency import run_in_threadpool
 from src import UserError
 from src.apps.corrections import Corrections
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from src.apps.classifier import Classifier
+    from src.reading.reader import Reading
+
 log = logging.getLogger("src.draw")
 PAGE = Path(__file__).parent / "draw.html"
 
 
-def _png(image) -> str:
+def _png(image: np.ndarray) -> str:
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -38,7 +45,7 @@ def _png(image) -> str:
 
 
 def create_app(
-    classifier, max_bytes: int = 5_000_000, top: int = 3, corrections: Corrections | None = None
+    classifier: Classifier, max_bytes: int = 5_000_000, top: int = 3, corrections: Corrections | None = None
 ) -> FastAPI:
     """The page and its JSON endpoints around a loaded `src.apps.classifier.Classifier`; with
     `corrections`, a misread drawing can be saved there under its right number (POST /correct)."""
@@ -54,19 +61,6 @@ def create_app(
     def health() -> dict:
         return {"status": "ok", "model": classifier.uri}
 
-    async def received(request: Request) -> bytes | JSONResponse:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_bytes:
-            return _error(413, f"the picture is larger than {max_bytes // 1_000_000} MB")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_bytes:
-                return _error(413, f"the picture is larger than {max_bytes // 1_000_000} MB")
-        if not body:
-            return _error(400, "empty request: post a PNG or JPEG picture")
-        return bytes(body)
-
     @app.get("/corrections")
     def corrections_saved() -> dict:
         return {"saved": corrections.count() if corrections else None}
@@ -76,7 +70,7 @@ def create_app(
         """A drawing read again, and saved with its crops under the right number ({"label": "31"})."""
         if corrections is None:
             return _error(404, "corrections are not saved by this server (draw.corrections=null)")
-        body = await received(request)
+        body = await _received(request, max_bytes)
         if isinstance(body, JSONResponse):
             return body
         try:
@@ -94,7 +88,7 @@ def create_app(
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
-        body = await received(request)
+        body = await _received(request, max_bytes)
         if isinstance(body, JSONResponse):
             return body
         start = time.perf_counter()
@@ -104,35 +98,57 @@ def create_app(
                 classifier.read_picture, picture, "the picture", top, strokes, pen
             )
         except UserError as e:
-            status = 413 if "too large" in str(e) else 415 if "not an image" in str(e) else 400
-            return _error(status, str(e))
-        return JSONResponse(
-            {
-                "number": reading.number,
-                "text": reading.text,
-                "sure": reading.sure,
-                "message": reading.message,
-                "digits": [
-                    {
-                        "digit": d.digit,
-                        "probability": d.probability,
-                        "sure": d.sure,
-                        "digit_score": d.digit_score,
-                        "looks_like_digit": d.looks_like_digit,
-                        "count_clear": d.count_clear,
-                        "height_share": d.height_share,
-                        "height_clear": d.height_clear,
-                        "top": d.top,
-                        "box": d.box,
-                        "crop": _png(c.image),
-                    }
-                    for d, c in zip(reading.digits, crops, strict=True)
-                ],
-                "milliseconds": round(1000 * (time.perf_counter() - start), 1),
-            }
-        )
+            return _error(_status(e), str(e))
+        return JSONResponse(_reading_json(reading, crops, start))
 
     return app
+
+
+async def _received(request: Request, max_bytes: int) -> bytes | JSONResponse:
+    """The request's body, or the error to answer: too large (413, by its header or as it arrives), empty."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        return _error(413, f"the picture is larger than {max_bytes // 1_000_000} MB")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            return _error(413, f"the picture is larger than {max_bytes // 1_000_000} MB")
+    if not body:
+        return _error(400, "empty request: post a PNG or JPEG picture")
+    return bytes(body)
+
+
+def _status(error: UserError) -> int:
+    """The HTTP status of a picture that cannot be read: too large, not an image, or otherwise wrong."""
+    return 413 if "too large" in str(error) else 415 if "not an image" in str(error) else 400
+
+
+def _reading_json(reading: Reading, crops: list, start: float) -> dict:
+    """/predict's answer: the reading, each digit with its doubts and its crop, and the time it took."""
+    return {
+        "number": reading.number,
+        "text": reading.text,
+        "sure": reading.sure,
+        "message": reading.message,
+        "digits": [
+            {
+                "digit": d.digit,
+                "probability": d.probability,
+                "sure": d.sure,
+                "digit_score": d.digit_score,
+                "looks_like_digit": d.looks_like_digit,
+                "count_clear": d.count_clear,
+                "height_share": d.height_share,
+                "height_clear": d.height_clear,
+                "top": d.top,
+                "box": d.box,
+                "crop": _png(c.image),
+            }
+            for d, c in zip(reading.digits, crops, strict=True)
+        ],
+        "milliseconds": round(1000 * (time.perf_counter() - start), 1),
+    }
 
 
 MAX_STROKES = 2000  # strokes in one drawing, and points in all of them

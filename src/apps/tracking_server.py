@@ -41,9 +41,9 @@ def prepare(backend: str, artifacts: str) -> None:
                 if attempt == 2:
                     raise
                 time.sleep(1 + attempt)
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        from src.tracking.store import create_tables
 
-        SqlAlchemyStore(backend, Path(artifacts).absolute().as_uri())
+        create_tables(backend, Path(artifacts).absolute().as_uri())
     except Exception as e:  # a database that cannot be reached or opened, or no driver for it
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"--backend: cannot open {redacted(backend)}: {first}") from None

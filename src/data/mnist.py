@@ -10,10 +10,16 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from src import UserError
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+    from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +97,7 @@ def download_mnist() -> Path | None:
         return None
 
 
-def load_digits(cfg, strict: bool = False) -> Digits:
+def load_digits(cfg: DictConfig, strict: bool = False) -> Digits:
     """The data of a run as configured by the `data` group, falling back to the sample when offline."""
     fallbacks: list[str] = []
     if cfg.name == "mnist_sample":
@@ -133,7 +139,9 @@ def _limit(x: np.ndarray, y: np.ndarray, limit: int | None) -> tuple[np.ndarray,
     return (x, y) if limit is None else (x[:limit], y[:limit])
 
 
-def _split(x, y, fraction: float, seed: int):
+def _split(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Hold out a stratified fraction of the training set for validation."""
     if not fraction:
         return x, y, x[:0], y[:0]
@@ -152,8 +160,14 @@ def _stratifiable(y: np.ndarray, fraction: float) -> bool:
 
 
 def make_dataset(
-    x, y, batch_size: int, shuffle: bool = False, augment=None, seed: int = 0, deterministic: bool = False
-):
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    shuffle: bool = False,
+    augment: keras.Layer | None = None,
+    seed: int = 0,
+    deterministic: bool = False,
+) -> tf.data.Dataset:
     """A batched tf.data pipeline of x as it is (uint8 digits stay uint8); `augment` runs per batch.
 
     The shuffle is seeded. `deterministic` maps the augmentation one batch after the other: in a
@@ -174,14 +188,14 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
 
 
-def batches(x, batch_size: int):
+def batches(x: np.ndarray, batch_size: int) -> tf.data.Dataset:
     """x in batches, as it is, for prediction (the same options as training's pipeline)."""
     import tensorflow as tf
 
     return tf.data.Dataset.from_tensor_slices(x).batch(batch_size).with_options(pipeline_options())
 
 
-def pipeline_options():
+def pipeline_options() -> tf.data.Options:
     """tf.data options without the autotuner.
 
     On a 2-core CPU, with the autotuner on, the model's own ops kept only about 1.4 of the 2 cores busy

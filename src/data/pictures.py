@@ -3,7 +3,12 @@ by side, with gaps from overlapping to wide, optionally stretched wide, black on
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def compose_number(
@@ -84,7 +89,7 @@ def bad_pictures(rng: np.random.Generator) -> dict[str, bytes]:
 
     from PIL import Image, ImageDraw
 
-    def encoded(image, fmt: str = "PNG", **options) -> bytes:
+    def encoded(image: Image.Image, fmt: str = "PNG", **options: Any) -> bytes:
         buffer = io.BytesIO()
         image.save(buffer, format=fmt, **options)
         return buffer.getvalue()

@@ -11,8 +11,12 @@ export) and still outputs 10 probabilities per digit.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = BINS)
     ]
 
 
-def softmax_layer(top):
+def softmax_layer(top: keras.Model) -> keras.layers.Dense | None:
     """The Dense layer with a softmax that ends the top (None: the top ends otherwise)."""
     import keras
 
@@ -77,7 +81,7 @@ def softmax_layer(top):
     return None
 
 
-def fold(layer, temperature: float) -> None:
+def fold(layer: keras.layers.Dense, temperature: float) -> None:
     """Divide a softmax Dense layer's kernel and bias by T: its probabilities become scale(p, T)."""
     layer.kernel.assign(layer.kernel / temperature)
     if layer.use_bias:

@@ -8,10 +8,17 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from src import UserError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+    import keras
 
 log = logging.getLogger("src.export")
 
@@ -38,7 +45,7 @@ class Parity:
     passed: bool
 
 
-def _float32(config):
+def _float32(config: Any) -> Any:
     """A model config with every mixed-precision dtype policy replaced by float32."""
     if isinstance(config, dict):
         if config.get("class_name") == "DTypePolicy" and str(config.get("config", {}).get("name")).startswith(
@@ -51,7 +58,7 @@ def _float32(config):
     return config
 
 
-def float32_model(classifier):
+def float32_model(classifier: keras.Model) -> tuple[keras.Model, bool]:
     """The classifier computing in float32 (the same weights; a model trained in mixed precision computes
     in bfloat16 or float16, which ONNX and TFLite do not run): (model, whether it was rebuilt)."""
     import keras
@@ -63,12 +70,12 @@ def float32_model(classifier):
     return rebuilt, True
 
 
-def _leaves(model):
+def _leaves(model: keras.Model) -> Iterator[keras.Layer]:
     for layer in model.layers:
         yield from _leaves(layer) if hasattr(layer, "layers") else (layer,)
 
 
-def serving_model(classifier):
+def serving_model(classifier: keras.Model) -> keras.Model:
     """The classifier with the serving input: uint8 digits (N, 28, 28) -> probabilities (N, 10)."""
     import keras
 
@@ -82,7 +89,7 @@ def serving_model(classifier):
     return model
 
 
-def save_saved_model(model, out: Path) -> list[Path]:
+def save_saved_model(model: keras.Model, out: Path) -> list[Path]:
     model.export(str(out), format="tf_saved_model", verbose=False)
     return [out]
 
@@ -95,7 +102,7 @@ def run_saved_model(path: Path, x: np.ndarray) -> np.ndarray:
     return output.numpy()
 
 
-def save_onnx(model, out: Path) -> list[Path]:
+def save_onnx(model: keras.Model, out: Path) -> list[Path]:
     try:
         import onnxruntime  # noqa: F401
         import tf2onnx  # noqa: F401
@@ -117,7 +124,7 @@ def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
-def save_tflite(model, out: Path, calibration: np.ndarray) -> list[Path]:
+def save_tflite(model: keras.Model, out: Path, calibration: np.ndarray) -> list[Path]:
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -35,7 +35,7 @@ def conv_matrix(kernel: np.ndarray, height: int, width: int) -> np.ndarray:
     return matrix.reshape(height * width * c_in, height * width * c_out)
 
 
-def _small_map(layer, inputs) -> tuple[int, int] | None:
+def _small_map(layer: keras.Layer, inputs: Any) -> tuple[int, int] | None:
     """(h, w) when `layer` is a convolution cheaper as a matrix product on these inputs, else None."""
     if type(layer) is not keras.layers.Conv2D:
         return None
@@ -59,7 +59,7 @@ def _small_map(layer, inputs) -> tuple[int, int] | None:
 class MatmulConv(keras.layers.Layer):
     """A frozen Conv2D on a fixed small map, computed as one matrix product (inference only)."""
 
-    def __init__(self, conv, height: int, width: int):
+    def __init__(self, conv: keras.layers.Conv2D, height: int, width: int) -> None:
         super().__init__(name=f"{conv.name}_as_matmul", dtype=conv.dtype_policy, trainable=False)
         kernel = keras.ops.convert_to_numpy(conv.kernel).astype(np.float32)
         self.height, self.width, self.filters = height, width, conv.filters
@@ -69,21 +69,21 @@ class MatmulConv(keras.layers.Layer):
         self._bias = keras.ops.convert_to_tensor(np.tile(bias.astype(np.float32), height * width))
         self.activation = conv.activation
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         flat = keras.ops.reshape(inputs, (-1, self._matrix.shape[0]))
         matrix = keras.ops.cast(self._matrix, flat.dtype)
         out = keras.ops.matmul(flat, matrix) + keras.ops.cast(self._bias, flat.dtype)
         return self.activation(keras.ops.reshape(out, (-1, self.height, self.width, self.filters)))
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (input_shape[0], self.height, self.width, self.filters)
 
 
-def fast_clone(network) -> tuple[Any, list[str]]:
+def fast_clone(network: keras.Model) -> tuple[keras.Model, list[str]]:
     """`network` (frozen) with its small-map convolutions as matrix products; the names replaced."""
     replaced: list[str] = []
 
-    def call(layer, *args, **kwargs):
+    def call(layer: keras.Layer, *args: Any, **kwargs: Any) -> Any:
         size = _small_map(layer, args[0]) if args else None
         if size is None:
             return layer(*args, **kwargs)

@@ -8,26 +8,32 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.utils import instantiate
 
 from src import UserError, config
 from src.data import IMAGE_SHAPE, NUM_CLASSES
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    import keras
+    from omegaconf import DictConfig
+
 log = logging.getLogger(__name__)
 
 
 def simple_cnn(
-    input_shape,
-    weights=None,
-    filters=(32, 64),
-    kernel_sizes=3,
-    convs_per_block=2,
-    padding="same",
-    dropout=0.25,
-    name="simple_cnn",
-):
+    input_shape: tuple[int, int, int],
+    weights: str | None = None,
+    filters: Sequence[int] = (32, 64),
+    kernel_sizes: int | Sequence[int] = 3,
+    convs_per_block: int = 2,
+    padding: str = "same",
+    dropout: float = 0.25,
+    name: str = "simple_cnn",
+) -> keras.Model:
     """Blocks of convolutions, max-pooling and dropout: a from-scratch network called like a Keras
     application. Block i has `filters[i]` channels and kernels of `kernel_sizes[i]` (or one size for all).
 
@@ -56,7 +62,7 @@ def simple_cnn(
     return keras.Model(inputs, x, name=name)
 
 
-def build_backbone(cfg, input_size: int, strict: bool = False) -> tuple[Any, list[str]]:
+def build_backbone(cfg: DictConfig, input_size: int, strict: bool = False) -> tuple[Any, list[str]]:
     """The configured network with its weights and trainability, and any fallback taken."""
     fallbacks: list[str] = []
     weights = cfg.weights
@@ -81,11 +87,11 @@ def build_backbone(cfg, input_size: int, strict: bool = False) -> tuple[Any, lis
             network = _network(cfg, input_shape, weights=None)
     else:
         network = _network(cfg, input_shape, weights=None)
-    set_trainable(network, cfg.fine_tune, keep_batchnorm_statistics=cfg.get("freeze_batchnorm", True))
+    set_trainable(network, cfg.fine_tune, keep_batchnorm_statistics=cfg.freeze_batchnorm)
     return network, fallbacks
 
 
-def _network(cfg, input_shape: tuple[int, int, int], weights: str | None):
+def _network(cfg: DictConfig, input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     """Instantiate backbone.network, letting the user's own mistakes through as they are."""
     from hydra.errors import InstantiationException
 
@@ -97,7 +103,9 @@ def _network(cfg, input_shape: tuple[int, int, int], weights: str | None):
         raise
 
 
-def set_trainable(network, fine_tune: str | None, keep_batchnorm_statistics: bool = True) -> None:
+def set_trainable(
+    network: keras.Model, fine_tune: str | None, keep_batchnorm_statistics: bool = True
+) -> None:
     """Freeze the network (None), unfreeze it ("all"), or unfreeze from a named layer on.
 
     When fine-tuning, BatchNormalization layers stay frozen unless `keep_batchnorm_statistics` is false:
@@ -126,7 +134,7 @@ def set_trainable(network, fine_tune: str | None, keep_batchnorm_statistics: boo
                 layer.trainable = False
 
 
-def leaf_layers(model):
+def leaf_layers(model: keras.Model) -> Iterator[keras.Layer]:
     """Every layer of a model, the layers of nested models included, in order."""
     for layer in model.layers:
         yield from leaf_layers(layer) if hasattr(layer, "layers") else [layer]
@@ -152,12 +160,12 @@ class Network:
     fast_model: Any = None
 
     @property
-    def forward_features(self):
+    def forward_features(self) -> keras.Model:
         """The network that computes features where the backbone does not train."""
         return self.fast_features or self.features
 
     @property
-    def trainee(self):
+    def trainee(self) -> keras.Model:
         """The model training and evaluation run: the fast one with a frozen backbone."""
         return self.fast_model or self.model
 
@@ -166,7 +174,7 @@ class WeightsMismatch(UserError):
     """Another model's weights that do not fit the network built (a fine-tune's starting point)."""
 
 
-def build_model(cfg, strict: bool = False, weights: list | None = None) -> Network:
+def build_model(cfg: DictConfig, strict: bool = False, weights: list | None = None) -> Network:
     """The whole classifier from raw 28x28 digits to 10 probabilities; with `weights` (another model's,
     in Keras's order), starting from them."""
     import keras
@@ -214,7 +222,7 @@ def build_model(cfg, strict: bool = False, weights: list | None = None) -> Netwo
     return network
 
 
-def set_weights(model, weights: list) -> None:
+def set_weights(model: keras.Model, weights: list) -> None:
     """Another model's weights into this one: refused (WeightsMismatch) unless they fit array by array."""
     shapes = [tuple(w.shape) for w in model.get_weights()]
     given = [tuple(getattr(w, "shape", ())) for w in weights]
@@ -237,7 +245,7 @@ def set_precision(policy: str) -> None:
     keras.mixed_precision.set_global_policy(policy)
 
 
-def weights_digest(network) -> str:
+def weights_digest(network: keras.Model) -> str:
     """A fingerprint of a network's weights: equal digests, equal features."""
     import hashlib
 
@@ -249,7 +257,7 @@ def weights_digest(network) -> str:
     return h.hexdigest()[:16]
 
 
-def count_params(model) -> dict[str, int]:
+def count_params(model: keras.Model) -> dict[str, int]:
     import numpy as np
 
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))

@@ -15,6 +15,10 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +88,7 @@ def measure(seconds: float = 0.5) -> float:
     images, kernel = rng.normal((64, 16, 16, 128)), rng.normal((3, 3, 128, 128))
     left, right = rng.normal((512, 2304)), rng.normal((2304, 512))
 
-    def work(dtype):
+    def work(dtype: tf.DType) -> float:
         a, k, m, n = (tf.cast(t, dtype) for t in (images, kernel, left, right))
         step = tf.function(lambda: (tf.nn.conv2d(a, k, 1, "SAME"), tf.matmul(m, n)))
         for out in step():  # tracing and first allocation, not timed

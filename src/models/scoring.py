@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from src.data import NUM_CLASSES, batches
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass
@@ -49,7 +53,9 @@ class Evaluation:
         return scores
 
 
-def evaluate(model, x: np.ndarray, y: np.ndarray, split: str, batch_size: int = 256) -> Evaluation:
+def evaluate(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, split: str, batch_size: int = 256
+) -> Evaluation:
     probabilities = model.predict(batches(x, batch_size), verbose=0) if len(x) else np.zeros((0, NUM_CLASSES))
     return Evaluation(
         split=split, labels=np.asarray(y), probabilities=np.asarray(probabilities, dtype=np.float32)

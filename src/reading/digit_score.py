@@ -19,13 +19,17 @@ from __future__ import annotations
 import base64
 from dataclasses import asdict, dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
 
 METADATA_KEY = "digit_score"
 
 
-def _packed(values) -> str:
+def _packed(values: np.ndarray | list[float]) -> str:
     return base64.b64encode(np.asarray(values, "<f4").tobytes()).decode("ascii")
 
 
@@ -101,7 +105,7 @@ class DigitScore:
         )
 
 
-def reading_network(model):
+def reading_network(model: keras.Model) -> keras.Model | None:
     """The classifier as one network with two outputs: its 10 probabilities and the features the digit
     score reads (the same layers and weights: top = softmax layer(penultimate)). None where the model is
     not built as features -> top ending in a Dense layer."""

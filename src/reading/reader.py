@@ -8,11 +8,15 @@ which carries this module with it: it imports nothing beyond numpy, Pillow, SciP
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from src.reading.digit_score import DigitScore, reading_network
 from src.reading.segmentation import DigitCrop, NotALine, decode, picture_size, read_line, stroke_labels
+
+if TYPE_CHECKING:
+    import keras
 
 # A digit is read as sure when the model's (calibrated) probability of it is at least this. 0.98, not 0.9:
 # of the numbers composed from validation digits that read sure, 1.6% were wrong at 0.9, 1.1% at 0.95 and
@@ -158,7 +162,7 @@ class ModelReader(Reader):
     """A reader around a loaded Keras model (anything with `predict_on_batch`), with the model's digit
     score where it has one."""
 
-    def __init__(self, model, sure: float = SURE, digit_score: DigitScore | None = None):
+    def __init__(self, model: keras.Model, sure: float = SURE, digit_score: DigitScore | None = None) -> None:
         self.model = model
         self.sure = sure
         self.digit_score = digit_score

@@ -11,43 +11,20 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from omegaconf import DictConfig
 
 from src import UserError
+from src.sweeps.names import run_name, short_number
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from src.tracking.records import Metric, Run
 
 log = logging.getLogger("src.compare")
-
-_SHORT = {"learning_rate": "lr", "batch_size": "bs"}
-
-
-def run_name(job_overrides: list[str], sweep_overrides: list[str]) -> str:
-    """`vgg19`, `resnet50-lr0.001`: the job's overrides that the sweep varies, values first."""
-    varied = [o.lstrip("+~").partition("=")[::2] for o in job_overrides if o not in sweep_overrides]
-    leaves = [key.rsplit(".", 1)[-1] for key, _ in varied]
-    parts = []
-    for key, value in varied:
-        value = short_number(value)
-        if "." not in key:  # a config group choice speaks for itself
-            parts.append(value)
-            continue
-        leaf = key.rsplit(".", 1)[-1]
-        if leaves.count(leaf) > 1:  # top.layers.1.rate and top.layers.3.rate: keep what tells them apart
-            leaf = ".".join(key.rsplit(".", 2)[-2:])
-        parts.append(f"{_SHORT[leaf]}{value}" if leaf in _SHORT else f"{leaf}={value}")
-    return "-".join(parts)
-
-
-def short_number(value: str, digits: int = 3) -> str:
-    """A long number as text in `digits` significant digits: Optuna's 0.0005611516415334506 reads as
-    0.000561 in a run name (0.0005612 in a table); anything else as it is."""
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    return value if len(value) <= 8 else f"{number:.{digits}g}"
-
 
 RESULT_COLUMNS = [
     "status",
@@ -63,7 +40,7 @@ _NOT_COMPARED = ("tracking.", "model.")
 SEED = "training.seed"
 
 
-def differing_params(runs) -> list[str]:
+def differing_params(runs: list[Run]) -> list[str]:
     """The params that tell the runs apart; a group whose `name` differs is shown by its name alone."""
     logged = [r for r in runs if r.data.params]  # a job that failed before logging its config says nothing
     keys = sorted({k for r in logged for k in r.data.params if not k.startswith(_NOT_COMPARED)})
@@ -72,18 +49,17 @@ def differing_params(runs) -> list[str]:
     return [k for k in differ if k.endswith(".name") or k.split(".", 1)[0] not in named_groups]
 
 
-def comparison_rows(runs) -> tuple[list[str], list[dict], dict[str, list[float]]]:
+def comparison_rows(runs: list[Run]) -> tuple[list[str], list[dict], dict[str, list[float]]]:
     """Columns, one row per run, and each run's validation accuracy per epoch. `val_accuracy` scores the
     registered weights on the validation split (what chooses); the test accuracy is only reported."""
-    import mlflow
+    from src.tracking import records
 
-    client = mlflow.MlflowClient()
     params = differing_params(runs)
     rows, curves = [], {}
     for run in runs:
         name = run.info.run_name
         history = [
-            m.value for m in sorted(client.get_metric_history(run.info.run_id, "val_accuracy"), key=_step)
+            m.value for m in sorted(records.metric_history(run.info.run_id, "val_accuracy"), key=_step)
         ]
         curves[name] = history
         metrics, p = run.data.metrics, run.data.params
@@ -197,11 +173,11 @@ def versus(group: Configuration, best: Configuration, metric: str) -> str:
     return f"{gap:+.4f}, p={p:.2g}: " + ("within seed noise" if p >= 0.05 else "beyond seed noise")
 
 
-def _step(metric) -> tuple[int, int]:
+def _step(metric: Metric) -> tuple[int, int]:
     return metric.step, metric.timestamp
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
@@ -226,7 +202,7 @@ def to_csv(columns: list[str], rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def write_comparison(runs, out_dir: Path, title: str) -> tuple[str, list[Configuration]]:
+def write_comparison(runs: list[Run], out_dir: Path, title: str) -> tuple[str, list[Configuration]]:
     """Table (CSV, Markdown) and charts into out_dir; returns the Markdown and the configurations.
 
     Runs that differ only in `training.seed` are repeats of one configuration: the Markdown then adds a
@@ -263,18 +239,17 @@ def compare_sweep(parent_run_id: str, tracking_cfg: DictConfig) -> str:
     configuration (by the mean validation score over its seeds) to the champion alias."""
     import tempfile
 
-    import mlflow
-
     from src import tracking
+    from src.tracking import records
 
     runs = tracking.child_runs(parent_run_id)
     if not runs:
         raise UserError(f"sweep {parent_run_id} has no runs to compare")
-    parent = mlflow.get_run(parent_run_id)
+    parent = records.get_run(parent_run_id)
     title = f"{parent.info.run_name}: {len(runs)} runs"
     with tempfile.TemporaryDirectory() as tmp:
         markdown, groups = write_comparison(runs, Path(tmp), title)
-        mlflow.MlflowClient().log_artifacts(parent_run_id, tmp, "comparison")
+        records.log_to(parent_run_id, [(Path(tmp), "comparison")])
     print(f"\n{title}\n{markdown}", flush=True)
     order = ranked(groups)
     if order:
@@ -282,7 +257,7 @@ def compare_sweep(parent_run_id: str, tracking_cfg: DictConfig) -> str:
         spread = f" +/- {best.std('val_accuracy'):.4f}" if best.std("val_accuracy") is not None else ""
         n = len(best.scores("val_accuracy"))
         print(f"best by validation accuracy: {best.name} ({best.mean('val_accuracy'):.4f}{spread}, n={n})")
-        mlflow.MlflowClient().set_tag(parent_run_id, "sweep.best", best.name)
+        records.set_tag(parent_run_id, "sweep.best", best.name)
         if tracking_cfg.registered_model:
             print(offer_champion(tracking_cfg, best))
     return markdown
@@ -304,7 +279,7 @@ def offer_champion(tracking_cfg: DictConfig, best: Configuration) -> str:
     scores = tracking.version_scores(name, champion.metric)
     candidate = tracking.best_version(name, champion.metric, champion.mode, versions)
     settled = tracking.promote_champion(
-        name, champion.metric, champion.mode, champion.get("min_delta", 0.0), candidates=versions,
+        name, champion.metric, champion.mode, champion.min_delta, candidates=versions,
         reader_model=tracking_cfg.get("reader_model"),
     )  # fmt: skip
     if candidate is None:
@@ -315,27 +290,19 @@ def offer_champion(tracking_cfg: DictConfig, best: Configuration) -> str:
     return (
         f"champion stays version {settled} ({champion.metric} {scores.get(settled, float('nan')):.4f}): the "
         f"sweep's best, version {candidate} ({scores[candidate]:.4f}), does not beat it by "
-        f"tracking.champion.min_delta={champion.get('min_delta', 0.0)}"
+        f"tracking.champion.min_delta={champion.min_delta}"
     )
 
 
 def find_sweep(ref: str) -> str:
     """A sweep's parent run id, from its id or its run name."""
-    import mlflow
-
-    from src.tracking import access
+    from src.tracking import records
 
     try:
-        return mlflow.get_run(ref).info.run_id
-    except mlflow.exceptions.MlflowException as e:
-        if access.refusal(e):
-            raise
-    runs = mlflow.search_runs(
-        search_all_experiments=True,
-        filter_string=f"tags.sweep = 'true' and attributes.run_name = '{ref}'",
-        order_by=["start_time DESC"],
-        output_format="list",
-    )
+        return records.get_run(ref).info.run_id
+    except records.NotFound:
+        pass
+    runs = records.search_runs(f"tags.sweep = 'true' and attributes.run_name = '{ref}'", newest_first=True)
     if not runs:
         raise UserError(f"sweep: no run with id or name {ref!r}")
     return runs[0].info.run_id
@@ -358,7 +325,7 @@ def _per_class(metric: str) -> bool:
     return metric.startswith(("test_precision_", "test_recall_", "test_f1_")) and metric[-1].isdigit()
 
 
-def compare_two(run_a, run_b) -> str:
+def compare_two(run_a: Run, run_b: Run) -> str:
     """Markdown: the config keys, records (code, data, environment) and metrics of two runs, side by side."""
     a, b = run_a.data, run_b.data
     header = (
@@ -366,7 +333,7 @@ def compare_two(run_a, run_b) -> str:
         f"B: {run_b.info.run_id} ({run_b.info.run_name}, {run_b.info.status})\n"
     )
 
-    def differing(left: dict, right: dict, keep=lambda key: True) -> list[dict]:
+    def differing(left: dict, right: dict, keep: Callable[[str], bool] = lambda key: True) -> list[dict]:
         keys = sorted(k for k in set(left) | set(right) if keep(k) and left.get(k) != right.get(k))
         return [{"key": k, "A": left.get(k), "B": right.get(k)} for k in keys]
 
@@ -397,12 +364,12 @@ def compare_two(run_a, run_b) -> str:
 
 
 def get_runs(ids: list[str]) -> list:
-    import mlflow
+    from src.tracking import records
 
     runs = []
     for run_id in ids:
         try:
-            runs.append(mlflow.get_run(run_id))
-        except mlflow.exceptions.MlflowException:
-            raise UserError(f"--runs: no run {run_id!r} in {mlflow.get_tracking_uri()}") from None
+            runs.append(records.get_run(run_id))
+        except records.NotFound as e:
+            raise UserError(f"--runs: {e}") from None
     return runs

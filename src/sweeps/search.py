@@ -13,14 +13,21 @@ import logging
 import re
 import threading
 import warnings
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    import keras
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 _SWAP = threading.Lock()
 
 
-def open_storage(url: str | None):
+def open_storage(url: str | None) -> Any:
     """Optuna's storage for a URL (None: in memory)."""
     if not url:
         return None
@@ -73,14 +80,14 @@ def log_study(parent_run_id: str, sweeper: DictConfig) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import mlflow
     import optuna
     from optuna.visualization import matplotlib as optuna_plots
+
+    from src.tracking import records
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=sweeper.study_name, storage=open_storage(sweeper.storage))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    client = mlflow.MlflowClient()
     figures = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -100,11 +107,11 @@ def log_study(parent_run_id: str, sweeper: DictConfig) -> None:
     for name, figure in figures.items():
         figure.set_size_inches(8, 5)
         figure.tight_layout()
-        client.log_figure(parent_run_id, figure, f"optuna/{name}.png")
+        records.log_figure_to(parent_run_id, figure, f"optuna/{name}.png")
         plt.close(figure)
 
 
-def importance_figure(importances: dict[str, float], study_name: str, trials: int):
+def importance_figure(importances: dict[str, float], study_name: str, trials: int) -> Figure:
     import matplotlib.pyplot as plt
 
     names = list(importances)[::-1]
@@ -120,7 +127,9 @@ def importance_figure(importances: dict[str, float], study_name: str, trials: in
     return fig
 
 
-def pruning_callback(storage: str, study_name: str, trial: int, pruner: DictConfig, monitor: str):
+def pruning_callback(
+    storage: str, study_name: str, trial: int, pruner: DictConfig, monitor: str
+) -> keras.callbacks.Callback:
     """A Keras callback reporting `monitor` after every epoch to this job's Optuna trial (through the
     study's storage) and stopping training when the pruner says so; `.pruned` then says why."""
     import keras
@@ -136,7 +145,7 @@ def pruning_callback(storage: str, study_name: str, trial: int, pruner: DictConf
     class ReportToPruner(keras.callbacks.Callback):
         pruned: str | None = None
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             value = (logs or {}).get(monitor)
             if value is None:
                 return

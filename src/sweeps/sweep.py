@@ -16,7 +16,7 @@ import functools
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from src import UserError
-from src.sweeps.comparison import run_name
+from src.sweeps.names import run_name
 from src.training.callbacks import TrialPruned
 
 log = logging.getLogger(__name__)
@@ -142,12 +142,11 @@ def too_many_failures(runs: list, sweeper: DictConfig) -> str | None:
 def abort(sweep_dir: str, message: str) -> None:
     """Stop a sweep before its first job: the parent run ends FAILED with the reason, which is printed in
     one line; exit code 2."""
-    import mlflow
-
     from src import tracking
+    from src.tracking import records
 
     info = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())
-    mlflow.set_tracking_uri(info["tracking_uri"])
+    records.use_tracking_uri(info["tracking_uri"])
     tracking.end_sweep(info["parent_run_id"], "FAILED", error=message)
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
@@ -207,7 +206,7 @@ def record_job_error(output_dir: str, error: BaseException) -> TrialEnd:
     return TrialEnd("FAIL", f"{type(error).__name__}: {error}")
 
 
-def run_job(cfg: DictConfig, hydra_cfg, train) -> float | TrialEnd:
+def run_job(cfg: DictConfig, hydra_cfg: Any, train: Callable[..., dict[str, float]]) -> float | TrialEnd:
     """One job of a sweep: `train` as a child run of the sweep's parent. A job that fails must not stop
     the sweep: its run is FAILED, its error recorded, and the comparison shows it."""
     from omegaconf import open_dict

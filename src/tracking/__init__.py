@@ -4,11 +4,14 @@
 - `runs`: a run's life and what it records, and a sweep's parent and child runs;
 - `opening`: a training's run, opened in a thread while the model starts training;
 - `registry`: registered models, their reading models and the `champion` alias;
+- `records`: what the rest of the code reads or writes by a model's URI or a run's id (nothing outside
+  this package imports MLflow but the reading model's flavour);
+- `rebuild`: a run's config rebuilt from its record, for `python -m src.rerun`;
 - `access`: logins to a tracking server and its refusals; `environment`: the machine a run ran on;
 - `plots`: the figures a run logs.
 
 The functions of `store`, `runs` and `registry` are the package's API (`tracking.use_store(cfg)`), loaded
-on first use: importing `src.tracking.access`, `store` or `opening` alone does not import MLflow.
+on first use: importing `src.tracking.access`, `store`, `opening` or `records` alone does not import MLflow.
 """
 
 from __future__ import annotations

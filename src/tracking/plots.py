@@ -6,11 +6,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from typing import TYPE_CHECKING
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def confusion_figure(counts: np.ndarray, title: str):
+
+def confusion_figure(counts: np.ndarray, title: str) -> Figure:
     from sklearn.metrics import ConfusionMatrixDisplay
 
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
@@ -21,7 +26,7 @@ def confusion_figure(counts: np.ndarray, title: str):
     return fig
 
 
-def learning_curves_figure(history: dict[str, list[float]]):
+def learning_curves_figure(history: dict[str, list[float]]) -> Figure:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for prefix, label in (("", "training"), ("val_", "validation")):
@@ -35,7 +40,9 @@ def learning_curves_figure(history: dict[str, list[float]]):
     return fig
 
 
-def misclassified_figure(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, limit: int = 36):
+def misclassified_figure(
+    images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, limit: int = 36
+) -> Figure:
     """The first `limit` misclassified digits, six to a row, each titled true→predicted (probability).
 
     Drawn as one picture in one axes: 36 axes of their own took about 2 s a run to build and save."""
@@ -59,7 +66,7 @@ def misclassified_figure(images: np.ndarray, labels: np.ndarray, probabilities: 
     return fig
 
 
-def accuracy_bars_figure(scores: dict[str, dict[str, tuple]], title: str):
+def accuracy_bars_figure(scores: dict[str, dict[str, tuple]], title: str) -> Figure:
     """Validation and test accuracy per configuration, {name: {split: (mean, std, n)}}: the mean of its
     finished runs, with the standard deviation as an error bar when it has more than one."""
     names = [name if len(name) <= 24 else name[:23] + "…" for name in scores]
@@ -98,7 +105,7 @@ def accuracy_bars_figure(scores: dict[str, dict[str, tuple]], title: str):
     return fig
 
 
-def val_accuracy_curves_figure(curves: dict[str, list[float]], title: str):
+def val_accuracy_curves_figure(curves: dict[str, list[float]], title: str) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, values in curves.items():
         if values:
@@ -111,7 +118,7 @@ def val_accuracy_curves_figure(curves: dict[str, list[float]], title: str):
     return fig
 
 
-def reliability_figure(curves: dict[str, dict[str, list[tuple]]], metrics: dict[str, float]):
+def reliability_figure(curves: dict[str, dict[str, list[tuple]]], metrics: dict[str, float]) -> Figure:
     """Accuracy against confidence per split, before and after calibration: on the diagonal, a model
     is as sure as it is right. `curves`: {split: {label: [(confidence, accuracy, count), ...]}}."""
     fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 5), squeeze=False)

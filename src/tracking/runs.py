@@ -10,16 +10,23 @@ import traceback
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from src import UserError
+from src.config import leaves
 from src.data import NUM_CLASSES, Digits
 from src.models.scoring import Evaluation
 from src.tracking import access
 from src.tracking.store import retry_races
+
+if TYPE_CHECKING:
+    import keras
+
+    from src.reading.digit_score import DigitScore
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +57,7 @@ def start_run(
     parent_run_id: str | None = None,
     tags: Mapping[str, str] | None = None,
     run_id: str | None = None,
-):
+) -> mlflow.ActiveRun:
     """Start a run (or continue run_id) as this thread's active run."""
     if run_id:
         active = mlflow.start_run(run_id=run_id)
@@ -106,22 +113,13 @@ def git_tags() -> dict[str, str]:
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
-    """The composed config as dotted keys (backbone.name, top.layers.1.units, ...)."""
-    flat: dict[str, str] = {}
-
-    def walk(node, prefix: str) -> None:
-        if isinstance(node, Mapping):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        elif isinstance(node, list):
-            if not node:
-                flat[prefix[:-1]] = "[]"
-            for i, value in enumerate(node):
-                walk(value, f"{prefix}{i}.")
-        else:
-            flat[prefix[:-1]] = str(node)
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    """The composed config as dotted keys (backbone.name, top.layers.1.units, ...), as logged params: an
+    empty list is "[]", an empty mapping no param."""
+    flat = {
+        key: str(value)
+        for key, value in leaves(OmegaConf.to_container(cfg, resolve=True)).items()
+        if value != {}
+    }
     flat.pop("training.resume", None)  # a resumed run keeps its params: the resume itself is a tag
     return flat
 
@@ -247,13 +245,13 @@ def log_evaluation(
         plots.plt.close(figure)
 
 
-def log_digit_score(score) -> None:
+def log_digit_score(score: DigitScore) -> None:
     """What the digit score (src/reading/digit_score.py) was fitted on and the share of validation digits
     its thresholds keep (nothing: the run fitted none)."""
     if score is None:
         return
     metrics = {"digit_score_threshold": score.threshold, "digit_score_val_kept": score.kept}
-    if score.cut_threshold is not None:
+    if score.cut_threshold is not None and score.kept_cut is not None:
         metrics["digit_score_cut_threshold"] = score.cut_threshold
         metrics["digit_score_val_kept_cut"] = score.kept_cut
     mlflow.log_metrics(metrics)
@@ -373,9 +371,9 @@ def record_failed_job(
 def log_setup(
     cfg: DictConfig,
     hydra_output_dir: str | None,
-    model,
+    model: keras.Model,
     digits: Digits,
-    distribution,
+    distribution: Any,  # a src.training.distribute.Distribution: its replicas and devices
     fallbacks: list[str],
     precision: tuple[str, str],
 ) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig
 
@@ -110,10 +111,11 @@ def store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+T = TypeVar("T")
 _RACES = ("UNIQUE constraint failed", "duplicate key value", "database is locked", "already exists")
 
 
-def retry_races(call, *args, attempts: int = 6, **kwargs):
+def retry_races(call: Callable[..., T], *args: Any, attempts: int = 6, **kwargs: Any) -> T:
     """Retry a store write that lost a race with a parallel job (MLflow's check-then-insert)."""
     import mlflow
 
@@ -125,3 +127,12 @@ def retry_races(call, *args, attempts: int = 6, **kwargs):
                 raise
             log.info("store busy (%s); retrying", str(e).splitlines()[0][:120])
             time.sleep(0.2 * 2**attempt)
+    raise ValueError(f"attempts: {attempts} (at least 1)")
+
+
+def create_tables(backend: str, artifact_root: str) -> None:
+    """MLflow's tables in a database (created, or migrated to this MLflow's schema), as a tracking server
+    will find them."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    SqlAlchemyStore(backend, artifact_root)

@@ -6,6 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +28,12 @@ _FIRST_STEP_SEEN = False
 
 def last_logged_epoch() -> int:
     """The last epoch whose metrics the active run holds (-1: none), for a resumed run."""
-    import mlflow
+    from src.tracking import records
 
-    active = mlflow.active_run()
-    assert active is not None, "called inside the run"
-    history = mlflow.MlflowClient().get_metric_history(active.info.run_id, "loss")
-    return max((m.step for m in history), default=-1)
+    return records.last_logged_step("loss")
 
 
-def epoch_logger(logged_through: int = -1):
+def epoch_logger(logged_through: int = -1) -> keras.callbacks.Callback:
     """A Keras callback logging every epoch's metrics, learning rate and duration at step = epoch index.
 
     Each epoch is logged in one synchronous write (a few milliseconds on SQLite): MLflow's asynchronous
@@ -52,7 +55,7 @@ def epoch_logger(logged_through: int = -1):
     class EpochLogger(keras.callbacks.Callback):
         started = None
 
-        def on_train_batch_begin(self, batch, logs=None):
+        def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
             global _FIRST_STEP_SEEN
             if self.started is None:
                 self.started = time.time()
@@ -62,10 +65,10 @@ def epoch_logger(logged_through: int = -1):
                     log.info("first training step %.1f s after start", startup)
                     tracking.when_open(lambda: _log_metrics({"startup_s": startup}))
 
-        def on_epoch_begin(self, epoch, logs=None):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.epoch_start = time.perf_counter()
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             if epoch <= logged_through:
                 # resumed from a checkpoint older than the last logged epoch (interrupted between the
                 # two): this epoch ran again, its first metrics stand
@@ -86,12 +89,12 @@ def epoch_logger(logged_through: int = -1):
 
 
 def _log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    import mlflow
+    from src.tracking import records
 
-    mlflow.log_metrics(metrics, step=step)
+    records.log_metrics(metrics, step)
 
 
-def checkpoint_saver(where):
+def checkpoint_saver(where: str | Callable[[], str]) -> keras.callbacks.Callback:
     """Keras BackupAndRestore in the directory `where` (restoring from it as training begins); or, given
     a function that returns the directory once the run being opened is open, a saver that starts saving
     there at the first epoch's end (the epoch logger has waited for the run by then; a new run has
@@ -100,18 +103,19 @@ def checkpoint_saver(where):
 
     if isinstance(where, str):
         return keras.callbacks.BackupAndRestore(backup_dir=where)
+    once_open = where
 
     class RunCheckpoints(keras.callbacks.Callback):
         saver = None
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             if self.saver is None:
-                self.saver = keras.callbacks.BackupAndRestore(backup_dir=where())
+                self.saver = keras.callbacks.BackupAndRestore(backup_dir=once_open())
                 self.saver.set_model(self.model)
                 self.saver.set_params(self.params)
             self.saver.on_epoch_end(epoch, logs)
 
-        def on_train_end(self, logs=None):
+        def on_train_end(self, logs: dict | None = None) -> None:
             if self.saver is not None:  # removes the directory, as BackupAndRestore does
                 self.saver.on_train_end(logs)
 

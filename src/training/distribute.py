@@ -15,11 +15,15 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
 from src import UserError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+    from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,7 @@ def split_cpu(count: int) -> None:
             ) from None
 
 
-def make(training) -> Distribution:
+def make(training: DictConfig) -> Distribution:
     """The configured strategy; created before any model, as TensorFlow requires."""
     import tensorflow as tf
 
@@ -103,7 +107,7 @@ def _check_devices(devices: list[str]) -> None:
             raise UserError(f"training.devices: no device {name!r} here (available: {names})")
 
 
-def _devices(strategy) -> list[str]:
+def _devices(strategy: tf.distribute.Strategy) -> list[str]:
     try:
         devices = strategy.extended.worker_devices
     except RuntimeError:  # the default strategy has none to list

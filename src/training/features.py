@@ -23,17 +23,27 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from src.data import Digits, batches
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import keras
+    import tensorflow as tf
+    from omegaconf import DictConfig
+
+    from src.models.networks import Network
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 
 
-def route(cfg, network) -> tuple[str, str]:
+def route(cfg: DictConfig, network: Network) -> tuple[str, str]:
     """How the run trains, and why: "cached" (the top on features computed once: the same training),
     "echoed" (the top on features of a few augmented views per digit) or "exact" (the whole model on
     the digits every epoch)."""
@@ -57,7 +67,7 @@ def route(cfg, network) -> tuple[str, str]:
     return "cached", "frozen backbone, no augmentation: the features are the same every epoch"
 
 
-def cache_key(network, digits: Digits, echo: dict | None = None) -> str:
+def cache_key(network: Network, digits: Digits, echo: dict | None = None) -> str:
     """Everything the features depend on; for echoed views also the augmentation, views and seed."""
     from src.models.networks import weights_digest
 
@@ -68,7 +78,7 @@ def cache_key(network, digits: Digits, echo: dict | None = None) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
 
-def _describe(layer) -> list:
+def _describe(layer: keras.Layer) -> list:
     """Every layer's class and settings in order, without the names Keras numbers per process."""
     inner = getattr(layer, "layers", None)
     if inner is not None:
@@ -78,14 +88,14 @@ def _describe(layer) -> list:
 
 
 def backbone_features(
-    network,
+    network: Network,
     digits: Digits,
     cache_dir: str | Path,
     batch_size: int = 256,
-    augment=None,
+    augment: keras.Layer | None = None,
     views: int = 0,
     echo: dict | None = None,
-):
+) -> tuple[dict[str, np.ndarray], str, float, float | None]:
     """Features of the train, validation and test digits, from the cache or computed (and stored) now.
 
     With `augment` (a Keras layer) and `views`, the training split's features are those of `views`
@@ -131,7 +141,7 @@ def backbone_features(
     return features, "computed", seconds, test_seconds
 
 
-def _views(network, x, augment, views: int, batch_size: int) -> np.ndarray:
+def _views(network: Network, x: np.ndarray, augment: keras.Layer, views: int, batch_size: int) -> np.ndarray:
     """The features of `views` augmented copies of the digits x: (views, len(x), ...) in float16."""
     import tensorflow as tf
 
@@ -155,17 +165,17 @@ def _views(network, x, augment, views: int, batch_size: int) -> np.ndarray:
     return out
 
 
-def echo_dataset(views: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+def echo_dataset(views: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
     """Batches of (features, labels) in a new order each epoch, each digit's features drawn from one of
     its augmented views at random (seeded: the same run draws the same sequence)."""
     import math
 
     import tensorflow as tf
 
-    count, n = views.shape[:2]
+    count, n = (int(d) for d in views.shape[:2])
     rng = np.random.default_rng(seed)
 
-    def epoch():
+    def epoch() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         order, pick = rng.permutation(n), rng.integers(0, count, n)
         for start in range(0, n, batch_size):
             index = order[start : start + batch_size]

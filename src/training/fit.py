@@ -8,11 +8,26 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
 from src import UserError
 from src.training.interrupts import INTERRUPTS
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from src.data import Digits
+    from src.models.networks import Network
+    from src.models.scoring import Evaluation
+    from src.tracking.opening import Opening
+    from src.training.non_digits import Pending
+    from src.training.routes import Route
 
 log = logging.getLogger(__name__)
 
@@ -21,21 +36,12 @@ class TrainingDiverged(UserError):
     """The loss became NaN or infinite: the run fails and nothing is registered."""
 
 
-def augmentation(cfg: DictConfig):
-    """The configured augmentation layers as one Keras layer (None: no augmentation)."""
-    import keras
-    from hydra.utils import instantiate
-
-    layers = [instantiate(layer) for layer in cfg.augmentation.layers]
-    return keras.Sequential(layers, name="augmentation") if layers else None
-
-
-def optimizer(optimizer_cfg: DictConfig, total_steps: int):
+def optimizer(optimizer_cfg: DictConfig, total_steps: int) -> keras.optimizers.Optimizer:
     """The configured optimizer; `total_steps: auto` anywhere in it (a schedule's length) becomes the
     run's number of training steps, known once the data and batch size are."""
     from hydra.utils import instantiate
 
-    def fill(node):
+    def fill(node: Any) -> Any:
         if isinstance(node, dict):
             return {
                 k: total_steps if k == "total_steps" and v == "auto" else fill(v) for k, v in node.items()
@@ -46,15 +52,15 @@ def optimizer(optimizer_cfg: DictConfig, total_steps: int):
 
 
 def fit(
-    trainee,
+    trainee: keras.Model,
     inputs: dict,
-    digits,
+    digits: Digits,
     cfg: DictConfig,
     route: str = "exact",
-    augment=None,
+    augment: keras.Layer | None = None,
     checkpoints: str | Callable[[], str] | None = None,
     extra_callbacks: list | None = None,
-    non_digits=None,
+    non_digits: Pending | None = None,
 ) -> tuple[dict, float]:
     """Compile and fit with the configured optimizer, augmentation and callbacks; logs every epoch.
     `non_digits` (src/training/non_digits.py: crops being cut) joins the training split of an exact
@@ -65,73 +71,10 @@ def fit(
     `checkpoints` (a directory, or what gives it once the run is open) the training state is saved after
     every epoch and restored from there if present, so an interrupted run continues where it stopped.
     """
-    from hydra.utils import instantiate
-
-    from src import data, tracking
-    from src.training import features
-    from src.training.callbacks import checkpoint_saver, epoch_logger, last_logged_epoch
-
-    batch_size = cfg.training.batch_size
-    x_train, y_train = inputs["train"], digits.y_train
-    loss, metric = "sparse_categorical_crossentropy", "accuracy"
-    if non_digits is not None and route != "exact":
-        log.warning(
-            "non-digits: not trained on (training.non_digits): the %s route trains the top on the backbone's "
-            "features of the training split; only an exact route trains on them",
-            route,
-        )
-    elif non_digits is not None:
-        import numpy as np
-
-        from src.training.non_digits import NOT_A_DIGIT, loss_and_metric
-
-        images, labels, seconds = non_digits.result()
-        x_train = np.concatenate([x_train, images[..., None].astype(x_train.dtype)])
-        y_train = np.concatenate([y_train, labels.astype(y_train.dtype)])
-        loss, metric = loss_and_metric()
-        log.info(
-            "non-digits: %d generated non-digits (toward even probabilities) and %d training digits as a "
-            "reader cuts them join the training split (cut in %.1f s while the command started)",
-            int((labels == NOT_A_DIGIT).sum()),
-            int((labels != NOT_A_DIGIT).sum()),
-            seconds,
-        )
-    if route == "echoed":
-        train_ds = features.echo_dataset(inputs["train"], digits.y_train, batch_size, cfg.training.seed)
-    else:
-        train_ds = data.make_dataset(
-            x_train,
-            y_train,
-            batch_size,
-            shuffle=True,
-            augment=augment if route == "exact" else None,
-            seed=cfg.training.seed,
-            deterministic=cfg.training.deterministic,
-        )
-    val_ds = data.make_dataset(inputs["validation"], digits.y_val, batch_size)
-    steps = cfg.training.steps_per_execution
-    mirrored = cfg.training.strategy == "mirrored"
-    cached = route != "exact"
-    total_steps = cfg.training.epochs * len(train_ds)
-    xla = use_xla(cfg.training.jit_compile, cached and not mirrored, total_steps)
-    tracking.when_open(lambda: tracking.log_xla(xla, total_steps))
-    trainee.compile(
-        optimizer=optimizer(cfg.training.optimizer, total_steps),
-        loss=loss,
-        metrics=[metric],
-        jit_compile=xla,
-        # many small steps of the top alone: run several per call so Python does not dominate (not under
-        # MirroredStrategy, where Keras cannot run several steps per call: keras-team/keras#19246)
-        steps_per_execution=(32 if cached and not mirrored else 1) if steps == "auto" else int(steps),
-    )
-    callbacks = [instantiate(c) for c in cfg.training.callbacks.values() if c is not None]
-    logged_through = last_logged_epoch() if cfg.training.resume else -1
-    # the logger comes before the checkpoint: a saved epoch is always a logged one
-    callbacks.append(epoch_logger(logged_through))  # also stops a run whose loss is not finite
-    callbacks += extra_callbacks or []
-    if checkpoints:
-        callbacks.append(checkpoint_saver(checkpoints))
-    callbacks.append(INTERRUPTS.callback())  # last: an epoch it ends is logged and saved first
+    x_train, y_train, loss, metric = with_non_digits(inputs["train"], digits.y_train, route, non_digits)
+    train_ds, val_ds = training_data(cfg, inputs, digits, route, augment, x_train, y_train)
+    compile_trainee(trainee, cfg, route, len(train_ds), loss, metric)
+    callbacks = training_callbacks(cfg, checkpoints, extra_callbacks)
     start = time.perf_counter()
     with INTERRUPTS.while_training():
         history = trainee.fit(
@@ -150,13 +93,119 @@ def fit(
     return history.history, seconds
 
 
+def with_non_digits(
+    x_train: np.ndarray, y_train: np.ndarray, route: str, non_digits: Pending | None
+) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+    """The training split, with the non-digits joined where the route trains on digits (an exact one),
+    and the loss and metric that reads them; Keras's own loss and accuracy without."""
+    if non_digits is None:
+        return x_train, y_train, "sparse_categorical_crossentropy", "accuracy"
+    if route != "exact":
+        log.warning(
+            "non-digits: not trained on (training.non_digits): the %s route trains the top on the backbone's "
+            "features of the training split; only an exact route trains on them",
+            route,
+        )
+        return x_train, y_train, "sparse_categorical_crossentropy", "accuracy"
+    import numpy as np
+
+    from src.training.non_digits import NOT_A_DIGIT, loss_and_metric
+
+    images, labels, seconds = non_digits.result()
+    x_train = np.concatenate([x_train, images[..., None].astype(x_train.dtype)])
+    y_train = np.concatenate([y_train, labels.astype(y_train.dtype)])
+    loss, metric = loss_and_metric()
+    log.info(
+        "non-digits: %d generated non-digits (toward even probabilities) and %d training digits as a "
+        "reader cuts them join the training split (cut in %.1f s while the command started)",
+        int((labels == NOT_A_DIGIT).sum()),
+        int((labels != NOT_A_DIGIT).sum()),
+        seconds,
+    )
+    return x_train, y_train, loss, metric
+
+
+def training_data(
+    cfg: DictConfig,
+    inputs: dict,
+    digits: Digits,
+    route: str,
+    augment: keras.Layer | None,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """The training pipeline (an echoed route's: one augmented view per digit each epoch; an exact one's
+    augmented by `augment`) and the validation pipeline."""
+    from src import data
+    from src.training import features
+
+    batch_size = cfg.training.batch_size
+    if route == "echoed":
+        train_ds = features.echo_dataset(inputs["train"], digits.y_train, batch_size, cfg.training.seed)
+    else:
+        train_ds = data.make_dataset(
+            x_train,
+            y_train,
+            batch_size,
+            shuffle=True,
+            augment=augment if route == "exact" else None,
+            seed=cfg.training.seed,
+            deterministic=cfg.training.deterministic,
+        )
+    return train_ds, data.make_dataset(inputs["validation"], digits.y_val, batch_size)
+
+
+def compile_trainee(
+    trainee: keras.Model, cfg: DictConfig, route: str, steps_per_epoch: int, loss: Any, metric: Any
+) -> None:
+    """Compile with the configured optimizer (a schedule's length filled in), with XLA where it pays and
+    several steps per call where Keras can."""
+    from src import tracking
+
+    steps = cfg.training.steps_per_execution
+    mirrored = cfg.training.strategy == "mirrored"
+    cached = route != "exact"
+    total_steps = cfg.training.epochs * steps_per_epoch
+    xla = use_xla(cfg.training.jit_compile, cached and not mirrored, total_steps)
+    tracking.when_open(lambda: tracking.log_xla(xla, total_steps))
+    trainee.compile(
+        optimizer=optimizer(cfg.training.optimizer, total_steps),
+        loss=loss,
+        metrics=[metric],
+        jit_compile=xla,
+        # many small steps of the top alone: run several per call so Python does not dominate (not under
+        # MirroredStrategy, where Keras cannot run several steps per call: keras-team/keras#19246)
+        steps_per_execution=(32 if cached and not mirrored else 1) if steps == "auto" else int(steps),
+    )
+
+
+def training_callbacks(
+    cfg: DictConfig, checkpoints: str | Callable[[], str] | None, extra: list | None
+) -> list[keras.callbacks.Callback]:
+    """The configured callbacks, then the epoch logger, `extra`, the checkpoint saver and the interrupts,
+    in that order."""
+    from hydra.utils import instantiate
+
+    from src.training.callbacks import checkpoint_saver, epoch_logger, last_logged_epoch
+
+    callbacks = [instantiate(c) for c in cfg.training.callbacks.values() if c is not None]
+    logged_through = last_logged_epoch() if cfg.training.resume else -1
+    # the logger comes before the checkpoint: a saved epoch is always a logged one
+    callbacks.append(epoch_logger(logged_through))  # also stops a run whose loss is not finite
+    callbacks += extra or []
+    if checkpoints:
+        callbacks.append(checkpoint_saver(checkpoints))
+    callbacks.append(INTERRUPTS.callback())  # last: an epoch it ends is logged and saved first
+    return callbacks
+
+
 # XLA's compilation of the top's step costs about 1.5 s once and saves about 1 ms a step (measured on
 # the 3600-digit sample's cached features, AMD EPYC, 2 cores: first epoch 2.8-3.1 s against 1.4-1.5 s,
 # later epochs 0.24 s against 0.35 s for 113 steps), so it pays from about this many steps
 XLA_MIN_STEPS = 1500
 
 
-def use_xla(setting, top_alone: bool, steps: int) -> bool:
+def use_xla(setting: str | bool, top_alone: bool, steps: int) -> bool:
     """training.jit_compile: true or false as set; auto compiles with XLA only the top training alone on
     cached features (XLA fuses its small dense step; on the whole model it lost to oneDNN's convolutions
     by far, ten times slower for VGG16) and only for a training of at least XLA_MIN_STEPS steps, which
@@ -190,7 +239,7 @@ def checkpoint_dir(cfg: DictConfig, run_id: str) -> str:
     return str(Path(cfg.training.checkpoint_dir).absolute() / run_id)
 
 
-def checkpoints(cfg: DictConfig, opening) -> str | Callable[[], str] | None:
+def checkpoints(cfg: DictConfig, opening: Opening) -> str | Callable[[], str] | None:
     """Where the run's training state is saved (training.checkpoints): a resumed run's directory, or
     for a new run what gives its directory once the run being opened is open (its id names it)."""
     if not cfg.training.checkpoints:
@@ -200,14 +249,14 @@ def checkpoints(cfg: DictConfig, opening) -> str | Callable[[], str] | None:
     return lambda: checkpoint_dir(cfg, opening.wait())
 
 
-def verbosity(verbose) -> int:
+def verbosity(verbose: str | int) -> int:
     """auto: a progress bar on a terminal, one line per epoch in logs and CI."""
     if verbose == "auto":
         return 1 if sys.stdout.isatty() else 2
     return int(verbose)
 
 
-def evaluation_sample(size: int, limit: int | None):
+def evaluation_sample(size: int, limit: int | None) -> np.ndarray:
     """The indices of a fixed sample of `limit` of `size` digits (all of them when limit is None)."""
     import numpy as np
 
@@ -216,7 +265,7 @@ def evaluation_sample(size: int, limit: int | None):
     return np.sort(np.random.default_rng(0).choice(size, limit, replace=False))
 
 
-def calibrate(network, validation) -> float | None:
+def calibrate(network: Network, validation: Evaluation) -> float | None:
     """Fit a temperature on the validation split and fold it into the model (None: not possible, said
     in the log: no validation digits, or a top that does not end in a softmax Dense layer)."""
     from src.models import calibration
@@ -238,11 +287,11 @@ def calibrate(network, validation) -> float | None:
 
 def fit_route(
     cfg: DictConfig,
-    route,
-    digits,
+    route: Route,
+    digits: Digits,
     checkpoints: str | Callable[[], str] | None,
     sweep: dict,
-    non_digits=None,
+    non_digits: Pending | None = None,
 ) -> float:
     """Fit the route's trainee; returns the seconds it took. A search's trial may be pruned after any
     epoch (TrialPruned); a loss that is no longer finite fails the run (TrainingDiverged)."""
@@ -278,7 +327,9 @@ def fit_route(
     return seconds
 
 
-def score_training(cfg: DictConfig, network, route, digits):
+def score_training(
+    cfg: DictConfig, network: Network, route: Route, digits: Digits
+) -> tuple[Evaluation, float | None]:
     """The trained network's end-of-run scores on the training sample and the validation split (after
     calibration), logged; returns (validation, temperature or None). The test set is scored apart."""
     from src import tracking

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src import UserError
+
+if TYPE_CHECKING:
+    from src.models.networks import Network
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +38,14 @@ def start(cfg: DictConfig, given: list[str]) -> Start | None:
     uri = cfg.training.get("init_from")
     if not uri:
         return None
-    import mlflow
-
     from src import tracking
-    from src.tracking import access
+    from src.tracking import records
 
     tracking.use_store(cfg.tracking, create=False)
     try:
-        info = mlflow.models.get_model_info(uri)
-    except Exception as e:  # MlflowException, OSError, ...: all say "there is no model there"
-        if access.refusal(e):
-            raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"training.init_from: no model at {uri}: {first}") from None
+        info = records.model_info(uri)
+    except records.NotFound as e:
+        raise UserError(f"training.init_from: no model at {uri}: {e}") from None
     if "keras" not in info.flavors:
         raise UserError(
             f"training.init_from: {uri} is not a Keras classifier (flavors: {', '.join(info.flavors)})"
@@ -55,30 +54,13 @@ def start(cfg: DictConfig, given: list[str]) -> Start | None:
     if run_id:
         adopt_network(cfg, uri, run_id, given)
     with open_dict(cfg):  # the run logs the version it started from: src.rerun starts from it again
-        cfg.training.init_from = pinned(uri)
+        cfg.training.init_from = records.pinned(uri)
     return Start(uri, run_id)
-
-
-def pinned(uri: str) -> str:
-    """A registered model's URI by version: models:/name@alias and models:/name/latest move, the version
-    does not (any other URI as it is)."""
-    import mlflow
-
-    ref = uri.removeprefix("models:/")
-    if ref == uri or not ("@" in ref or ref.endswith("/latest")):
-        return uri
-    client = mlflow.MlflowClient()
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        return f"models:/{name}/{client.get_model_version_by_alias(name, alias).version}"
-    name = ref.removesuffix("/latest")
-    versions = client.search_model_versions(f"name='{name}'")
-    return f"models:/{name}/{max(int(v.version) for v in versions)}"
 
 
 def adopt_network(cfg: DictConfig, uri: str, run_id: str, given: list[str]) -> None:
     """cfg's network keys set to those the model's run logged."""
-    from src.tracking.rerun import logged_config
+    from src.tracking.rebuild import logged_config
 
     logged = logged_config(run_id)
     for key in NETWORK_KEYS:
@@ -137,13 +119,12 @@ def weights(begin: Start | None) -> list | None:
     """The weights of the model a training starts from (None: from scratch); Keras loads here."""
     if begin is None:
         return None
-    import mlflow
+    from src.tracking import records
 
     try:
-        model = mlflow.keras.load_model(begin.uri)
-    except Exception as e:  # the store said it was there (start): a model that does not load
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"training.init_from: cannot load {begin.uri}: {first}") from None
+        model = records.load_keras_model(begin.uri)
+    except records.NotFound as e:  # the store said it was there (start): a model that does not load
+        raise UserError(f"training.init_from: cannot load {begin.uri}: {e}") from None
     return model.get_weights()
 
 
@@ -156,7 +137,7 @@ def given_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
-def build_network(cfg: DictConfig, begin: Start | None):
+def build_network(cfg: DictConfig, begin: Start | None) -> Network:
     """The configured network, from scratch or from the weights of the model it starts from."""
     from src.models import networks
 

@@ -12,6 +12,13 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any
+
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +29,14 @@ class Interrupts:
     training = False
     pending: int | None = None
 
-    def handle(self, signum, frame) -> None:
+    def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.training and self.pending is None:
             self.pending = signum
             log.warning("interrupted: stopping after the current step (interrupt again to stop at once)")
             return
         raise KeyboardInterrupt(f"signal {signum}")
 
-    def raise_pending(self, *args, **kwargs) -> None:
+    def raise_pending(self, *args: Any, **kwargs: Any) -> None:
         if self.pending is not None:
             signum, self.pending = self.pending, None
             raise KeyboardInterrupt(f"signal {signum}")
@@ -42,14 +49,14 @@ class Interrupts:
         finally:
             self.training = False
 
-    def callback(self):
+    def callback(self) -> keras.callbacks.Callback:
         """Raises a held interrupt once a training step has ended (as the next begins) and after each epoch.
 
         Not at a step's end: a batch-end hook makes Keras wait for every step's metrics.
         """
         import keras
 
-        def step_begins(batch, logs=None):
+        def step_begins(batch: int, logs: dict | None = None) -> None:
             if batch > 0:  # the step before it has ended; batch 0 is the epoch's pipeline starting
                 self.raise_pending()
 

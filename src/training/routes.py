@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from src.data import Digits
+
+if TYPE_CHECKING:
+    from src.models.networks import Network
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +27,12 @@ class Route:
     augment: Any  # the augmentation layer, or None
 
 
-def choose(cfg: DictConfig, network, digits: Digits) -> Route:
+def choose(cfg: DictConfig, network: Network, digits: Digits) -> Route:
     """The run's route, recorded on the run (once it is open: src/tracking/opening.py), with the backbone
     features it trains on (cached or computed now) unless it is exact."""
     from src import tracking
     from src.training import features
-    from src.training.fit import augmentation
+    from src.training.augmentation import augmentation
 
     name, why = features.route(cfg, network)
     log.info("training route: %s (%s)", name, why)

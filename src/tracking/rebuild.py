@@ -8,11 +8,16 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
 from src import UserError
+from src.config import compose, leaves
 from src.tracking import access
+
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger("src.rerun")
 
@@ -110,7 +115,29 @@ def logged_config(run_id: str) -> dict:
         raise UserError(
             f"run {run_id} logged a config/config.yaml that is not a mapping: it cannot be re-run"
         )
-    return current_targets(logged)
+    return with_added_keys(current_targets(logged))
+
+
+# Keys conf/ gained after runs had been logged without them, with the value that computes as those runs
+# did (not the key's default, which lives in conf/ alone): a run logged before is rebuilt with it.
+ADDED_KEYS = {
+    "tracking.champion.min_delta": 0.0,  # before it, any gain moved the champion
+    "backbone.freeze_batchnorm": True,  # before it, frozen BatchNormalization always ran in inference mode
+    "backbone.min_input_size": 32,  # before it, every backbone took 32x32 pictures at least
+}
+
+
+def with_added_keys(logged: dict) -> dict:
+    """The logged config with each key of ADDED_KEYS it lacks (where its parent was logged) set to the
+    value that computes as the run did."""
+    for key, value in ADDED_KEYS.items():
+        *parents, leaf = key.split(".")
+        node: object = logged
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(leaf, value)
+    return logged
 
 
 # `_target_`s that moved when src/ became packages: a run logged before names them as they were
@@ -120,29 +147,13 @@ MOVED_TARGETS = {
 }
 
 
-def current_targets(logged):
+def current_targets(logged: Any) -> Any:
     """The logged config with the `_target_`s that moved named as they are now (the same objects)."""
     if isinstance(logged, dict):
         return {
             k: MOVED_TARGETS.get(v, v) if k == "_target_" else current_targets(v) for k, v in logged.items()
         }
     return [current_targets(v) for v in logged] if isinstance(logged, list) else logged
-
-
-def compose(overrides: list[str]) -> DictConfig:
-    """The config `python -m src.train <overrides>` composes (Hydra's Compose API, nothing run)."""
-    from src import config
-
-    return config.compose(overrides)
-
-
-def leaves(node, prefix: str = "") -> dict[str, object]:
-    """Dotted key -> value of every leaf (an empty list or mapping is a leaf)."""
-    if isinstance(node, Mapping) and node:
-        return {k: v for key, child in node.items() for k, v in leaves(child, f"{prefix}{key}.").items()}
-    if isinstance(node, list) and node:
-        return {k: v for i, child in enumerate(node) for k, v in leaves(child, f"{prefix}{i}.").items()}
-    return {prefix[:-1]: node}
 
 
 def differences(composed: DictConfig, logged: dict) -> dict[str, tuple]:
@@ -164,7 +175,7 @@ def differences(composed: DictConfig, logged: dict) -> dict[str, tuple]:
     return found
 
 
-def override_value(value) -> str:
+def override_value(value: object) -> str:
     """A leaf value in Hydra's override grammar."""
     if value is None:
         return "null"
