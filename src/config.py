@@ -100,6 +100,7 @@ def validate_training(cfg: DictConfig) -> None:
         _number(cfg, "training.non_digits.as_read", 0.0, 1.0, low_open=False)
     _whole(cfg, "training.digit_score.sample", 0)
     _whole(cfg, "training.digit_score.hidden", 0)
+    _choice(cfg, "training.digit_score.when", ("read", "training"))
     _number(cfg, "training.digit_score.keep", 0.5, 1.0)
     if cfg.training.digit_score.get("keep_cut") is not None:
         _number(cfg, "training.digit_score.keep_cut", 0.5, float(cfg.training.digit_score.keep))
