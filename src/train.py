@@ -100,14 +100,18 @@ def train(
             if temperature:
                 tracking.log_calibration(temperature, validation, test)
             log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
-            score = fit_digit_score(
-                network.model,
-                crops.result(),
-                cfg.training.digit_score.keep,
-                hidden=cfg.training.digit_score.hidden,
-                seed=cfg.training.seed,
-                keep_cut=cfg.training.digit_score.get("keep_cut"),
-            )
+            score = None
+            if at_training:
+                score = fit_digit_score(
+                    network.model,
+                    crops.result(),
+                    cfg.training.digit_score.keep,
+                    hidden=cfg.training.digit_score.hidden,
+                    seed=cfg.training.seed,
+                    keep_cut=cfg.training.digit_score.get("keep_cut"),
+                )
+            elif cfg.training.digit_score.sample:
+                log.info("digit score: left to the model's first reader (training.digit_score.when=read)")
             tracking.log_digit_score(score)
             # a sweep promotes at its end; a score left to the first reader registers the reading model then
             tracking.register(
