@@ -349,11 +349,16 @@ def fitted_when_read(uri: str, model) -> DigitScore | None:
         return DigitScore.from_metadata({METADATA_KEY: kept})
     except Exception:  # not fitted yet for this version of the code
         pass
+    from src import UserError
     from src.reading.folder import load_data
 
     start = time.perf_counter()
     settings = cfg.training.digit_score
-    digits = load_data(cfg.data, strict=False)
+    try:
+        digits = load_data(cfg.data, strict=True)
+    except UserError as e:  # its data is not here: read without the score rather than not at all
+        log.warning("digit score: not fitted for %s, its training data is not here (%s)", uri, e)
+        return None
     crops = cut_crops(digits, settings.sample, cfg.training.seed, cfg.training.get("feature_cache_dir"))
     score = fit_digit_score(
         model, crops, settings.keep, settings.hidden, cfg.training.seed, keep_cut=settings.get("keep_cut")
