@@ -250,12 +250,16 @@ def log_digit_score(score: DigitScore) -> None:
     its thresholds keep (nothing: the run fitted none)."""
     if score is None:
         return
+    mlflow.log_metrics(_digit_score_metrics(score))
+    mlflow.log_dict(score.fitted_on, "digit_score_fitted_on.json")
+
+
+def _digit_score_metrics(score: DigitScore) -> dict[str, float]:
     metrics = {"digit_score_threshold": score.threshold, "digit_score_val_kept": score.kept}
     if score.cut_threshold is not None and score.kept_cut is not None:
         metrics["digit_score_cut_threshold"] = score.cut_threshold
         metrics["digit_score_val_kept_cut"] = score.kept_cut
-    mlflow.log_metrics(metrics)
-    mlflow.log_dict(score.fitted_on, "digit_score_fitted_on.json")
+    return metrics
 
 
 def keep_digit_score(run_id: str, score: DigitScore, name: str) -> None:
@@ -265,10 +269,7 @@ def keep_digit_score(run_id: str, score: DigitScore, name: str) -> None:
     import json
 
     client = mlflow.MlflowClient()
-    metrics = {"digit_score_threshold": score.threshold, "digit_score_val_kept": score.kept}
-    if score.cut_threshold is not None:
-        metrics["digit_score_cut_threshold"] = score.cut_threshold
-        metrics["digit_score_val_kept_cut"] = score.kept_cut
+    metrics = _digit_score_metrics(score)
     try:
         client.log_text(run_id, json.dumps(score.to_metadata()), name)
         client.log_dict(run_id, score.fitted_on, "digit_score_fitted_on.json")
