@@ -160,6 +160,7 @@ TRAINING_SCHEMA: tuple[Rule, ...] = (
     Number("training.non_digits.as_read", 0.0, 1.0, low_open=False, when=_non_digits),
     Whole("training.digit_score.sample", 0),
     Whole("training.digit_score.hidden", 0),
+    Choice("training.digit_score.when", ("read", "training")),
     Number("training.digit_score.keep", 0.5, 1.0),
     Number("training.digit_score.keep_cut", 0.5, "training.digit_score.keep", when=_keep_cut),
     Choice("training.verbose", ("auto", 0, 1, 2)),

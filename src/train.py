@@ -52,6 +52,7 @@ def train(
         round(shares.get("share", 0.0) * len(digits.x_train)),
         round(shares.get("as_read", 0.0) * len(digits.x_train)),
         cfg.training.seed,
+        cfg.training.feature_cache_dir,  # kept there: the next start with the same digits loads them
     )
     if cfg.training.resume:  # nothing is written to the store before this
         tracking.use_store(cfg.tracking, create=False)
@@ -85,9 +86,13 @@ def train(
         with tracking.opened(open_run, background=not cfg.training.resume) as opening:
             route = routes.choose(cfg, network, digits)  # exact, or the top on cached or echoed features
             checkpoints = fit.checkpoints(cfg, opening)
-            # the digit score's crops are cut while the model trains: started here, not earlier, they would
-            # hold back the start-up's Python (the first step came 3 s later)
-            crops = cut_in_background(digits, cfg.training.digit_score.sample, cfg.training.seed)
+            # the digit score: fitted by the model's first reader (training.digit_score.when=read,
+            # src/training/digit_score.py: fitted_when_read), or here. Its crops are cut while the model
+            # trains: started here, not earlier, they would hold back the start-up's Python (the first
+            # step came 3 s later)
+            at_training = cfg.training.digit_score.get("when", "training") == "training"
+            sample = cfg.training.digit_score.sample if at_training else 0
+            crops = cut_in_background(digits, sample, cfg.training.seed, cfg.training.feature_cache_dir)
             fit.fit_route(cfg, route, digits, checkpoints, sweep, non_digits=extra)
             validation, temperature = fit.score_training(cfg, network, route, digits)
             test = evaluate(route.trainee, route.inputs["test"], digits.y_test, "test")
@@ -95,17 +100,23 @@ def train(
             if temperature:
                 tracking.log_calibration(temperature, validation, test)
             log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
-            score = fit_digit_score(
-                network.model,
-                crops.result(),
-                cfg.training.digit_score.keep,
-                hidden=cfg.training.digit_score.hidden,
-                seed=cfg.training.seed,
-                keep_cut=cfg.training.digit_score.get("keep_cut"),
-            )
+            score = None
+            if at_training:
+                score = fit_digit_score(
+                    network.model,
+                    crops.result(),
+                    cfg.training.digit_score.keep,
+                    hidden=cfg.training.digit_score.hidden,
+                    seed=cfg.training.seed,
+                    keep_cut=cfg.training.digit_score.get("keep_cut"),
+                )
+            elif cfg.training.digit_score.sample:
+                log.info("digit score: left to the model's first reader (training.digit_score.when=read)")
             tracking.log_digit_score(score)
-            # a sweep promotes at its end
-            tracking.register(network.model, cfg.tracking, promote=not sweep, digit_score=score)
+            # a sweep promotes at its end; a score left to the first reader registers the reading model then
+            tracking.register(
+                network.model, cfg.tracking, promote=not sweep, digit_score=score, reader=at_training
+            )
         cli.announce(fallbacks)
     return {"test_accuracy": test.accuracy, "test_loss": test.loss, "val_accuracy": validation.accuracy}
 

@@ -118,18 +118,26 @@ def smoke_sweep(tmp_path_factory):
     return {"uri": uri, "stdout": result.stdout, "stderr": result.stderr, "dir": root}
 
 
-def _preset_model(root: Path, *overrides: str) -> dict:
+def _preset_model(root: Path, *overrides: str, read: bool = True) -> dict:
+    """The fast_baseline preset trained on the offline sample into a store of its own under `root`. With
+    `read`, read once as a user's first read does (src.apps.classifier): its digit score fitted and kept
+    in its run, its reading model registered (training.digit_score.when=read, the default)."""
     from src.train import train
 
     uri = new_store(root)
     overrides = (
         "+experiment=fast_baseline", "data=mnist_sample", "training.epochs=10", "training.verbose=0",
-        f"tracking.uri={uri}", *overrides,
+        f"tracking.uri={uri}", f"training.feature_cache_dir={root / 'cache'}", *overrides,
     )  # fmt: skip
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=list(overrides))
     scores = train(cfg)
-    return {"uri": uri, "model": "models:/handwritten-digits/1", "test_accuracy": scores["test_accuracy"]}
+    model = "models:/handwritten-digits/1"
+    if read:
+        from src.apps.classifier import Classifier
+
+        Classifier(model, uri)
+    return {"uri": uri, "model": model, "test_accuracy": scores["test_accuracy"]}
 
 
 @pytest.fixture(scope="session")

@@ -126,3 +126,25 @@ def test_pipelines_run_without_the_autotuner_and_keep_every_digit_in_order():
     assert predicted.options().autotune.enabled is False
     assert [len(b) for b in predicted] == [4, 4, 2]
     np.testing.assert_array_equal(np.concatenate([b.numpy() for b in predicted]), x)
+
+
+@pytest.mark.parametrize("seed", [0, 42])
+@pytest.mark.parametrize("fraction", [0.1, 0.05])
+@pytest.mark.parametrize("limit", [None, 300, 12])
+def test_the_validation_split_is_scikit_learn_s_drawn_without_it(seed, fraction, limit):
+    """The split drawn with numpy (no scikit-learn import at start-up) holds out the very digits that
+    train_test_split did, stratified or not (12 digits: too few to stratify), so runs keep their data."""
+    from sklearn.model_selection import train_test_split
+
+    from src.data import SAMPLE_PATH, mnist
+
+    sample = np.load(SAMPLE_PATH)
+    x, y = sample["x_train"][:limit], sample["y_train"][:limit]
+    stratify = y if mnist._stratifiable(y, fraction) else None
+    x_train, x_val, y_train, y_val = train_test_split(
+        x, y, test_size=fraction, random_state=seed, stratify=stratify
+    )
+    for ours, theirs in zip(
+        mnist._split(x, y, fraction, seed), (x_train, y_train, x_val, y_val), strict=True
+    ):
+        np.testing.assert_array_equal(ours, theirs)

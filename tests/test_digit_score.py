@@ -107,19 +107,17 @@ def test_printed_letters_come_from_matplotlibs_fonts_and_are_none_that_digits_ar
 
 @pytest.mark.slow
 def test_scribbles_and_smudges_read_sure_less_often_and_digits_still_do(digit_model_without_non_digits):
-    """The registered model carries its digit score; on non-digits generated with another seed than the
-    ones it was fitted on, fewer read sure than by the probabilities alone, and most test digits still
-    look like digits. (A model trained on digits alone: one trained on non-digits too is rarely sure of
-    them by its probabilities, tests/test_non_digits.py.)"""
+    """The model's digit score (fitted on its first read, kept in its run); on non-digits generated with
+    another seed than the ones it was fitted on, fewer read sure than by the probabilities alone, and
+    most test digits still look like digits. (A model trained on digits alone: one trained on non-digits
+    too is rarely sure of them by its probabilities, tests/test_non_digits.py.)"""
     digit_model = digit_model_without_non_digits
-    import mlflow
-
     from src.apps.classifier import Classifier
     from src.data.pictures import non_digits
 
-    mlflow.set_tracking_uri(digit_model["uri"])
-    metadata = mlflow.models.get_model_info(digit_model["model"]).metadata
-    assert set(metadata["digit_score"]) >= {
+    classifier = Classifier(digit_model["model"], digit_model["uri"])
+    assert classifier.digit_score is not None
+    assert set(classifier.digit_score.to_metadata()) >= {
         "weights",
         "bias",
         "threshold",
@@ -128,8 +126,6 @@ def test_scribbles_and_smudges_read_sure_less_often_and_digits_still_do(digit_mo
         "hidden_weights",
         "cut_threshold",
     }
-    classifier = Classifier(digit_model["model"], digit_model["uri"])
-    assert classifier.digit_score is not None
     # the stricter threshold for cut pieces keeps about training.digit_score.keep_cut of the validation
     # digits, fewer than the usual one
     score = classifier.digit_score
@@ -254,3 +250,157 @@ def test_the_fit_runs_in_one_blas_thread_and_gives_the_threads_back(digit_model,
         assert fit_digit_score(model, crops, keep=0.98, hidden=hidden) is not None
     assert seen == [{1}, {1}]
     assert blas_threads() == before
+
+
+def _reading_model_reads(digit_model: dict, reader_uri: str) -> dict:
+    """What the registered reading model at `reader_uri` reads in a picture of 4072 (digits the
+    classifier reads right and sure), as `mlflow models serve` would answer: the first reading."""
+    import base64
+    import io
+
+    import mlflow
+    import pandas as pd
+    from PIL import Image
+
+    from tests.test_predict import _compose_number, _correctly_read_digits
+
+    sizes = [40, 56, 48, 64]
+    digits = _correctly_read_digits(digit_model["model"], digit_model["uri"], [4, 0, 7, 2], sizes)
+    buffer = io.BytesIO()
+    Image.fromarray(_compose_number(digits, sizes)).save(buffer, format="PNG")
+    picture = base64.b64encode(buffer.getvalue()).decode()
+    mlflow.set_tracking_uri(digit_model["uri"])
+    mlflow.set_registry_uri(digit_model["uri"])
+    return mlflow.pyfunc.load_model(reader_uri).predict(pd.DataFrame({"image": [picture]}))[0]
+
+
+@pytest.mark.slow
+def test_a_training_leaves_the_digit_score_to_the_first_reader_who_keeps_it(tmp_path, monkeypatch):
+    """training.digit_score.when=read (the default): the training fits no score and registers no reading
+    model; the first reader fits the score, keeps it in the run (by the code's version) and registers the
+    reading model, which reads a picture with it; the next reader takes the kept one without fitting."""
+    import mlflow
+
+    from src.apps.classifier import Classifier
+    from src.training import digit_score
+    from tests.conftest import _preset_model
+
+    model = _preset_model(tmp_path, "training.digit_score.sample=300", read=False)
+    client = mlflow.MlflowClient(model["uri"], model["uri"])
+    mlflow.set_tracking_uri(model["uri"])
+    info = mlflow.models.get_model_info(model["model"])
+    assert "digit_score" not in (info.metadata or {})
+    assert not client.search_model_versions("name = 'handwritten-digits-reader'")
+    assert "digit_score_threshold" not in client.get_run(info.run_id).data.metrics
+    kept = f"digit_score/{digit_score.score_version()}.json"
+    assert kept not in [a.path for a in client.list_artifacts(info.run_id, "digit_score")]
+
+    first = Classifier(model["model"], model["uri"])
+    assert first.digit_score is not None and first.digit_threshold == first.digit_score.threshold
+    assert first.digit_score.fitted_on["digits"] >= 280  # fitted on the run's own 300 digits
+    assert kept in [a.path for a in client.list_artifacts(info.run_id, "digit_score")]
+    assert client.get_run(info.run_id).data.metrics["digit_score_threshold"] == first.digit_score.threshold
+    reader = client.get_model_version_by_alias("handwritten-digits-reader", "champion")
+    assert reader.tags["classifier"] == "handwritten-digits/1"  # it wraps the champion, and follows it
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the kept digit score was fitted again")
+
+    monkeypatch.setattr(digit_score, "fit_digit_score", no_fit)
+    again = Classifier(model["model"], model["uri"])
+    assert (
+        again.digit_score is not None and again.digit_score.to_metadata() == first.digit_score.to_metadata()
+    )
+    assert (
+        len(client.search_model_versions("name = 'handwritten-digits-reader'")) == 1
+    )  # not registered twice
+
+    reading = _reading_model_reads(model, "models:/handwritten-digits-reader@champion")
+    assert reading["number"] == "4072" and reading["sure"], reading
+    assert all(
+        d["digit_score"] is not None and d["digit_score"] >= first.digit_threshold for d in reading["digits"]
+    )
+
+
+@pytest.mark.slow
+def test_a_model_whose_digit_score_was_fitted_at_training_reads_as_before(tmp_path, monkeypatch):
+    """A model registered as models were before the score could wait for its reader (its score in its
+    metadata, its reading model registered with it): read with that score, nothing fitted again."""
+    import mlflow
+
+    from src.apps.classifier import Classifier
+    from src.training import digit_score
+    from tests.conftest import _preset_model
+
+    model = _preset_model(
+        tmp_path, "training.digit_score.sample=300", "training.digit_score.when=training", read=False
+    )
+    mlflow.set_tracking_uri(model["uri"])
+    info = mlflow.models.get_model_info(model["model"])
+    assert {"weights", "threshold", "hidden_weights"} <= set(info.metadata["digit_score"])
+    client = mlflow.MlflowClient(model["uri"], model["uri"])
+    assert str(client.get_model_version_by_alias("handwritten-digits-reader", "champion").version) == "1"
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a model with its digit score in its metadata was fitted another")
+
+    monkeypatch.setattr(digit_score, "fit_digit_score", no_fit)
+    classifier = Classifier(model["model"], model["uri"])
+    stored = DigitScore.from_metadata(info.metadata)
+    assert classifier.digit_score is not None and stored is not None
+    assert classifier.digit_score.to_metadata() == stored.to_metadata()
+    assert not client.list_artifacts(info.run_id, "digit_score")  # nothing kept beside it
+    reading = _reading_model_reads(model, "models:/handwritten-digits-reader/1")
+    assert reading["number"] == "4072" and reading["sure"], reading
+    assert all(d["digit_score"] is not None for d in reading["digits"])
+
+
+def test_a_run_logged_before_the_key_fitted_its_score_at_training_or_none():
+    """Which runs left their digit score to their reader: only those that said so (when=read) and fit one."""
+    from omegaconf import OmegaConf
+
+    from src.training.digit_score import deferred
+
+    def config(**settings):
+        return OmegaConf.create({"training": {"digit_score": settings}})
+
+    assert deferred(config(sample=2000, when="read"))
+    assert not deferred(config(sample=2000, when="training"))
+    assert not deferred(config(sample=2000))  # logged before the key: its score is in its metadata
+    assert not deferred(config(sample=0, when="read"))
+    assert not deferred(OmegaConf.create({"training": {}})) and not deferred(None)
+
+
+def test_the_digit_score_s_crops_are_cut_once_and_again_when_what_they_depend_on_changes(
+    tmp_path, monkeypatch
+):
+    """The crops of a digit score are kept in the crop cache: the same digits, sample and seed load
+    them (the same crops); another seed, sample or digits cut new ones."""
+    from src.data import mnist
+    from src.training import digit_score
+
+    x, y = SAMPLE["x_train"], SAMPLE["y_train"]
+    digits = mnist.Digits("sample", "test", x[:200], y[:200], x[200:300], y[200:300], x[:0], y[:0])
+    cut = digit_score.cut_crops(digits, 30, seed=3, cache_dir=tmp_path)
+    assert cut is not None and len(list((tmp_path / "crops").glob("digit_score-*.npz"))) == 1
+    calls = []
+    real = digit_score.digits_as_read
+
+    def counted(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(digit_score, "digits_as_read", counted)
+    again = digit_score.cut_crops(digits, 30, seed=3, cache_dir=tmp_path)
+    assert again is not None and not calls  # a hit: nothing cut
+    np.testing.assert_array_equal(again.digits, cut.digits)
+    np.testing.assert_array_equal(again.validation, cut.validation)
+    assert again.non_digits.keys() == cut.non_digits.keys()
+    for kind in cut.non_digits:
+        np.testing.assert_array_equal(again.non_digits[kind], cut.non_digits[kind])
+    other_digits = mnist.Digits("sample", "test", x[50:250], y[50:250], x[200:300], y[200:300], x[:0], y[:0])
+    for changed in ((digits, 30, 4), (digits, 31, 3), (other_digits, 30, 3)):
+        calls.clear()
+        digit_score.cut_crops(*changed, cache_dir=tmp_path)
+        assert calls, changed
+    assert len(list((tmp_path / "crops").glob("digit_score-*.npz"))) == 4

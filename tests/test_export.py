@@ -133,7 +133,7 @@ def bf16_model(tmp_path_factory):
     overrides = [
         "backbone=simple_cnn", "data=mnist_sample", "data.train_limit=2000", "augmentation=none",
         "training.epochs=1", "training.verbose=0", "training.precision=mixed_bfloat16",
-        "training.digit_score.sample=300", f"tracking.uri={uri}",
+        "training.digit_score.sample=300", "training.digit_score.when=training", f"tracking.uri={uri}",
     ]  # fmt: skip
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         train(compose(config_name="train", overrides=overrides))

@@ -161,3 +161,26 @@ def test_a_run_logged_before_the_key_existed_is_run_again_without_them(store, co
     cfg = compose_cfg("backbone=simple_cnn", *TINY, "~training.non_digits")
     config.validate_training(cfg)
     assert train(cfg)["test_accuracy"] > 0
+
+
+def test_the_crops_are_kept_and_cut_again_only_when_what_they_depend_on_changes(tmp_path):
+    """A second start with the same digits, counts and seed loads the crops from the cache (the same
+    ones, nothing cut); another seed, count, share of digits or other digits cut new ones."""
+    x, y = SAMPLE["x_train"][:120], SAMPLE["y_train"][:120]
+    first = non_digits.start(x, y, 20, 30, seed=3, cache_dir=tmp_path)
+    assert first is not None and first.ready is None  # a miss: cut in another process
+    images, labels, _ = first.result()
+    assert len(list((tmp_path / "crops").glob("non_digits-*.npz"))) == 1
+    second = non_digits.start(x, y, 20, 30, seed=3, cache_dir=tmp_path)
+    assert second is not None and second.ready is not None and second.future is None  # a hit
+    again, again_labels, seconds = second.result()
+    np.testing.assert_array_equal(again, images)
+    np.testing.assert_array_equal(again_labels, labels)
+    assert seconds == 0.0
+    other = SAMPLE["x_train"][120:240], SAMPLE["y_train"][120:240]
+    for changed in ((x, y, 20, 30, 4), (x, y, 21, 30, 3), (x, y, 20, 31, 3), (*other, 20, 30, 3)):
+        pending = non_digits.start(*changed, cache_dir=tmp_path)
+        assert pending is not None and pending.ready is None, changed[2:]
+        pending.result()
+    assert len(list((tmp_path / "crops").glob("non_digits-*.npz"))) == 5
+    assert non_digits.start(x, y, 20, 30, seed=3).ready is None  # no cache_dir: always cut

@@ -124,6 +124,7 @@ ADDED_KEYS = {
     "tracking.champion.min_delta": 0.0,  # before it, any gain moved the champion
     "backbone.freeze_batchnorm": True,  # before it, frozen BatchNormalization always ran in inference mode
     "backbone.min_input_size": 32,  # before it, every backbone took 32x32 pictures at least
+    "training.digit_score.when": "training",  # before it, the digit score was fitted at training
 }
 
 

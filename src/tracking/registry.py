@@ -33,6 +33,19 @@ def model_signature():
     )
 
 
+def requirements() -> list[str]:
+    """The classifier's pip requirements: the versions this process runs."""
+    import keras
+    import tensorflow as tf
+
+    return [
+        f"tensorflow=={tf.__version__}",
+        f"keras=={keras.__version__}",
+        f"numpy=={np.__version__}",
+        f"mlflow=={mlflow.__version__}",
+    ]
+
+
 def log_model(
     model, registered_model: str | None, reader_model: str | None = None, digit_score=None
 ) -> str | None:
@@ -41,26 +54,15 @@ def log_model(
 
     With `reader_model`, the reading model around it (`src.reading.reader_model`: pictures in, numbers out) is
     logged too and registered under that name, tagged with the classifier version it wraps."""
-    import keras
-    import PIL
-    import scipy
-    import tensorflow as tf
-
     lines: list[str] = []
     model.summary(print_fn=lambda line, **_: lines.append(line), expand_nested=True)
     mlflow.log_text("\n".join(lines), "model_summary.txt")
-    requirements = [
-        f"tensorflow=={tf.__version__}",
-        f"keras=={keras.__version__}",
-        f"numpy=={np.__version__}",
-        f"mlflow=={mlflow.__version__}",
-    ]
     metadata = {"digit_score": digit_score.to_metadata()} if digit_score is not None else None
     info = mlflow.keras.log_model(
         model,
         name=MODEL_ARTIFACT,
         signature=model_signature(),
-        pip_requirements=requirements,
+        pip_requirements=requirements(),
         metadata=metadata,
     )
     if not registered_model:
@@ -69,16 +71,49 @@ def log_model(
     mlflow.set_tag("registered_model", f"{registered_model}/{version}")
     log.info("registered %s version %s", registered_model, version)
     if reader_model:
-        from src.reading.reader_model import log_reader
-
-        reader = log_reader(
-            model, [*requirements, f"pillow=={PIL.__version__}", f"scipy=={scipy.__version__}"], digit_score
-        )
-        wraps = {"classifier": f"{registered_model}/{version}", "classifier_version": version}
-        registered = retry_races(mlflow.register_model, reader.model_uri, reader_model, tags=wraps)
-        mlflow.set_tag("registered_reader", f"{reader_model}/{registered.version}")
-        log.info("registered %s version %s (reads with %s)", reader_model, registered.version, version)
+        registered = _log_reader(model, registered_model, version, reader_model, digit_score)
+        mlflow.set_tag("registered_reader", f"{reader_model}/{registered}")
     return version
+
+
+def _log_reader(model, registered_model: str, version: str, reader_model: str, digit_score) -> str:
+    """Log the reading model around `model` (`registered_model` version `version`) and register it under
+    `reader_model`, tagged with the version it wraps; returns its version."""
+    import PIL
+    import scipy
+
+    from src.reading.reader_model import log_reader
+
+    needs = [*requirements(), f"pillow=={PIL.__version__}", f"scipy=={scipy.__version__}"]
+    reader = log_reader(model, needs, digit_score)
+    wraps = {"classifier": f"{registered_model}/{version}", "classifier_version": version}
+    registered = str(retry_races(mlflow.register_model, reader.model_uri, reader_model, tags=wraps).version)
+    log.info("registered %s version %s (reads with %s)", reader_model, registered, version)
+    return registered
+
+
+def register_reader(model, run_id: str, registered_model: str, reader_model: str, digit_score) -> str | None:
+    """The reading model of the classifier that run `run_id` registered, with the digit score fitted on
+    its first read: registered under `reader_model` (unless one wraps that version already), tagged on the
+    run, and given the alias `champion` if its classifier has it. Returns the reader's version (None: the
+    run registered no classifier, or the store refused)."""
+    client = mlflow.MlflowClient()
+    try:
+        found = client.search_model_versions(f"name = '{registered_model}' and run_id = '{run_id}'")
+        if not found:
+            return None
+        version = str(max(int(v.version) for v in found))
+        existing = reader_version(reader_model, registered_model, version)
+        if existing is not None:
+            return existing
+        registered = _log_reader(model, registered_model, version, reader_model, digit_score)
+        client.set_tag(run_id, "registered_reader", f"{reader_model}/{registered}")
+        if champion_version(registered_model) == version:
+            follow_champion(reader_model, registered_model, version)
+        return registered
+    except mlflow.exceptions.MlflowException as e:  # a login that may only read
+        log.warning("reading model: not registered for run %s (%s)", run_id, e)
+        return None
 
 
 def reader_version(reader_model: str, registered_model: str, version: str) -> str | None:
@@ -175,18 +210,20 @@ def follow_champion(reader_model: str, registered_model: str, champion: str) -> 
         retry_races(mlflow.MlflowClient().set_registered_model_alias, reader_model, CHAMPION, reader)
 
 
-def register(model, tracking: DictConfig, promote: bool = True, digit_score=None) -> str | None:
-    """Log the trained model (with its digit score) in the active run, register it (and its reading
-    model) as configured, and with `promote`, offer it the champion alias; the time it took is logged
-    as logging_time_s."""
+def register(
+    model, tracking: DictConfig, promote: bool = True, digit_score=None, reader: bool = True
+) -> str | None:
+    """Log the trained model (with its digit score) in the active run, register it (and, with `reader`,
+    its reading model) as configured, and with `promote`, offer it the champion alias; the time it took
+    is logged as logging_time_s."""
     from src.tracking.runs import log_logging_time
 
     start = time.perf_counter()
-    reader = tracking.get("reader_model")
-    version = log_model(model, tracking.registered_model, reader, digit_score)
+    reader_model = tracking.get("reader_model") if reader else None
+    version = log_model(model, tracking.registered_model, reader_model, digit_score)
     if version and promote:
         promote_champion(
-            tracking.registered_model, **tracking.champion, candidates=[version], reader_model=reader
+            tracking.registered_model, **tracking.champion, candidates=[version], reader_model=reader_model
         )
     log_logging_time(time.perf_counter() - start)
     return version

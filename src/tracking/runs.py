@@ -250,12 +250,33 @@ def log_digit_score(score: DigitScore) -> None:
     its thresholds keep (nothing: the run fitted none)."""
     if score is None:
         return
+    mlflow.log_metrics(_digit_score_metrics(score))
+    mlflow.log_dict(score.fitted_on, "digit_score_fitted_on.json")
+
+
+def _digit_score_metrics(score: DigitScore) -> dict[str, float]:
     metrics = {"digit_score_threshold": score.threshold, "digit_score_val_kept": score.kept}
     if score.cut_threshold is not None and score.kept_cut is not None:
         metrics["digit_score_cut_threshold"] = score.cut_threshold
         metrics["digit_score_val_kept_cut"] = score.kept_cut
-    mlflow.log_metrics(metrics)
-    mlflow.log_dict(score.fitted_on, "digit_score_fitted_on.json")
+    return metrics
+
+
+def keep_digit_score(run_id: str, score: DigitScore, name: str) -> None:
+    """A digit score fitted after its run ended (on the model's first read) kept in that run: the score
+    at `name` (as the model's metadata would hold it), what `log_digit_score` records. A store that will
+    not take it (a login that may only read) is told in a warning: the score is fitted again next time."""
+    import json
+
+    client = mlflow.MlflowClient()
+    metrics = _digit_score_metrics(score)
+    try:
+        client.log_text(run_id, json.dumps(score.to_metadata()), name)
+        client.log_dict(run_id, score.fitted_on, "digit_score_fitted_on.json")
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, value)
+    except mlflow.exceptions.MlflowException as e:
+        log.warning("digit score: not kept in run %s (%s); it is fitted again on the next read", run_id, e)
 
 
 def log_calibration(temperature: float, validation: Evaluation, test: Evaluation) -> None:

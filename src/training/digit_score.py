@@ -12,6 +12,7 @@ for pieces the segmentation cuts out of a blob `keep_cut` of them; the test set 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.reading.digit_score import DigitScore, reading_network
+from src.reading.digit_score import METADATA_KEY, DigitScore, reading_network
 
 log = logging.getLogger(__name__)
 
@@ -155,25 +156,39 @@ class Crops:
     seconds: float
 
 
-def cut_crops(digits, sample: int, seed: int) -> Crops | None:
-    """The crops for a digit score of `sample` training digits (None: `sample` is 0)."""
+def cut_crops(digits, sample: int, seed: int, cache_dir=None) -> Crops | None:
+    """The crops for a digit score of `sample` training digits (None: `sample` is 0), from the crop cache
+    under `cache_dir` (src/training/crop_cache.py) when it has them, else cut now (and kept there)."""
+    from src.training import crop_cache
+
     if not sample:
         return None
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(digits.x_train), min(sample, len(digits.x_train)), replace=False)
-    positives = digits_as_read(digits.x_train[chosen], rng)
-    negatives = non_digit_crops(digits.x_train[chosen], rng, len(positives))
-    validation = digits_as_read(digits.x_val[: max(1, sample // 2)], rng)
-    return Crops(positives, negatives, validation, time.perf_counter() - start)
+    validating = digits.x_val[: max(1, sample // 2)]
+
+    def cut() -> dict[str, np.ndarray]:
+        positives = digits_as_read(digits.x_train[chosen], rng)
+        negatives = non_digit_crops(digits.x_train[chosen], rng, len(positives))
+        validation = digits_as_read(validating, rng)
+        return {"digits": positives, "validation": validation, **{NON + k: v for k, v in negatives.items()}}
+
+    parts = {"digits": crop_cache.array_digest(digits.x_train[chosen], validating), "seed": seed}
+    found, _ = crop_cache.cached(cache_dir, "digit_score", parts, cut)
+    negatives = {k[len(NON) :]: v for k, v in found.items() if k.startswith(NON)}
+    return Crops(found["digits"], negatives, found["validation"], time.perf_counter() - start)
 
 
-def cut_in_background(digits, sample: int, seed: int) -> Future:
+NON = "non_digits: "  # the crop cache's name of a kind of non-digit
+
+
+def cut_in_background(digits, sample: int, seed: int, cache_dir=None) -> Future:
     """`cut_crops` in a thread, started before training: the crops need no model, and a CPU training
     leaves some room for them (measured: a fast_baseline command on full MNIST about 2.5 s shorter than
     cutting them after training, where they took 3-4 s; its epochs run a little slower meanwhile)."""
     pool = ThreadPoolExecutor(1, thread_name_prefix="digit-score-crops")
-    future = pool.submit(cut_crops, digits, sample, seed)
+    future = pool.submit(cut_crops, digits, sample, seed, cache_dir)
     pool.shutdown(wait=False)  # the thread ends when the crops are cut
     return future
 
@@ -271,4 +286,88 @@ def fit_digit_score(
         len(validation),
         "-" if score.kept_cut is None else f"{100 * score.kept_cut:.1f}%",
     )
+    return score
+
+
+# The digit score fitted when a reader first needs it (training.digit_score.when=read): kept in the
+# classifier's run under digit_score/<version>.json, so each classifier version pays for it once.
+ARTIFACTS = "digit_score"
+
+
+@functools.cache
+def score_version() -> str:
+    """The version of the code that decides a digit score: its crops (src/training/crop_cache.py's
+    digest), its fit and how it scores. Another version fits the score again; the one kept stays."""
+    import hashlib
+    from pathlib import Path
+
+    from src.training import crop_cache
+
+    h = hashlib.sha256(crop_cache.code_digest().encode())
+    h.update((Path(__file__).parents[1] / "reading" / "digit_score.py").read_bytes())
+    return h.hexdigest()[:12]
+
+
+def run_config(run_id: str):
+    """The config a run logged (config/config.yaml), None where it has none."""
+    import mlflow
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run_id}/config/config.yaml"))
+    except Exception:  # no such artifact (logged another way), or the store would not give it
+        return None
+
+
+def deferred(cfg) -> bool:
+    """Whether a run of `cfg` left its digit score to its first reader (runs logged before the key
+    existed fitted theirs at training, or none)."""
+    settings = cfg.training.get("digit_score") if cfg is not None else None
+    return bool(settings and settings.get("sample") and settings.get("when", "training") == "read")
+
+
+def fitted_when_read(uri: str, model) -> DigitScore | None:
+    """The digit score of the classifier at `uri` that its training left to its first reader: the one
+    kept in its run for this code's version, else fitted now, exactly as the training would have (the
+    run's data, seed and settings; the crops from the crop cache when it has them), and kept in the run,
+    with the reading model around it registered (src/tracking/registry.py: register_reader). None: the
+    model fitted its score at training (it is in its metadata) or has none."""
+    import json
+
+    import mlflow
+
+    from src import tracking
+
+    info = mlflow.models.get_model_info(uri)
+    cfg = run_config(info.run_id) if info.run_id else None
+    if cfg is None or not deferred(cfg):
+        return None
+    name = f"{ARTIFACTS}/{score_version()}.json"
+    try:
+        kept = json.loads(mlflow.artifacts.load_text(f"runs:/{info.run_id}/{name}"))
+        log.info("digit score: kept in run %s (%s)", info.run_id, name)
+        return DigitScore.from_metadata({METADATA_KEY: kept})
+    except Exception:  # not fitted yet for this version of the code
+        pass
+    from src import UserError
+    from src.reading.folder import load_data
+
+    start = time.perf_counter()
+    settings = cfg.training.digit_score
+    try:
+        digits = load_data(cfg.data, strict=True)
+    except UserError as e:  # its data is not here: read without the score rather than not at all
+        log.warning("digit score: not fitted for %s, its training data is not here (%s)", uri, e)
+        return None
+    crops = cut_crops(digits, settings.sample, cfg.training.seed, cfg.training.get("feature_cache_dir"))
+    score = fit_digit_score(
+        model, crops, settings.keep, settings.hidden, cfg.training.seed, keep_cut=settings.get("keep_cut")
+    )
+    if score is None:
+        return None
+    log.info("digit score: fitted for %s on its first read in %.1f s", uri, time.perf_counter() - start)
+    tracking.keep_digit_score(info.run_id, score, name)
+    reader, registered = cfg.tracking.get("reader_model"), cfg.tracking.get("registered_model")
+    if reader and registered:
+        tracking.register_reader(model, info.run_id, registered, reader, score)
     return score

@@ -18,7 +18,9 @@ wide, slanted and varied numbers read sure much less often than before (validati
 21%); written so, as often as before.
 
 The crops are cut in another process that starts before TensorFlow is imported (`start`), so on a 2-core
-machine they are cut while the command starts up.
+machine they are cut while the command starts up, and kept on disk (src/training/crop_cache.py, under
+`training.feature_cache_dir`) by the digits they are cut from, the counts, the seed and the code: the
+next start with the same ones loads them instead (cutting them held the first step back by seconds).
 
 The test set plays no part: the digits come from the training split.
 """
@@ -76,19 +78,27 @@ def written(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return compose_number([digit], rng, height=int(rng.integers(30, 90)), stretch=(0.8, 1.6))
 
 
-def _cut(x, y, count, as_read, seed) -> tuple[np.ndarray, np.ndarray, float]:
+def _cut(x, y, count, as_read, seed, path=None) -> tuple[np.ndarray, np.ndarray, float]:
+    """The crops and the seconds they took, kept at `path` (a crop cache's file) when given."""
+    from src.training import crop_cache
+
     start = time.perf_counter()
     images, labels = crops(x, y, count, as_read, seed)
+    if path is not None:
+        crop_cache.save(path, {"images": images, "labels": labels})
     return images, labels, time.perf_counter() - start
 
 
 class Pending:
-    """Crops being cut (in another process where one could be started, else here when asked for)."""
+    """Crops being cut (in another process where one could be started, else here when asked for), or
+    already cut (`ready`: from the cache)."""
 
-    def __init__(self, future: Future | None, arguments: tuple):
-        self.future, self.arguments = future, arguments
+    def __init__(self, future: Future | None, arguments: tuple, ready: tuple | None = None):
+        self.future, self.arguments, self.ready = future, arguments, ready
 
     def result(self) -> tuple[np.ndarray, np.ndarray, float]:
+        if self.ready is not None:
+            return self.ready
         if self.future is not None:
             try:
                 return self.future.result()
@@ -97,15 +107,35 @@ class Pending:
         return _cut(*self.arguments)
 
 
-def start(x: np.ndarray, y: np.ndarray, count: int, as_read: int, seed: int) -> Pending | None:
-    """Start cutting the crops in another process (None: nothing to cut). A fresh interpreter ("spawn"):
-    it imports numpy, Pillow and SciPy, never TensorFlow. Where no process can be started (a daemonic
-    worker of a launcher), they are cut in this one when they are needed."""
+def cache_path(x: np.ndarray, y: np.ndarray, count: int, seed: int, cache_dir):
+    """Where the crops cut from the chosen digits `x` (labels `y`) are kept (None: no cache)."""
+    from src.training import crop_cache
+
+    if cache_dir is None:
+        return None
+    parts = {"digits": crop_cache.array_digest(x, y), "count": count, "as_read": len(x), "seed": seed}
+    return crop_cache.path_for(cache_dir, "non_digits", parts)
+
+
+def start(
+    x: np.ndarray, y: np.ndarray, count: int, as_read: int, seed: int, cache_dir=None
+) -> Pending | None:
+    """The crops from the cache under `cache_dir` (src/training/crop_cache.py), or start cutting them in
+    another process (None: nothing to cut). A fresh interpreter ("spawn"): it imports numpy, Pillow and
+    SciPy, never TensorFlow, and keeps what it cut in the cache. Where no process can be started (a
+    daemonic worker of a launcher), they are cut in this one when they are needed."""
+    from src.training import crop_cache
+
     if not count and not as_read:
         return None
     # only the digits that are cut go to the other process
     chosen = np.random.default_rng([seed, NOT_A_DIGIT, 1]).choice(len(x), min(as_read, len(x)), replace=False)
-    arguments = (x[chosen], y[chosen], count, len(chosen), seed)
+    path = cache_path(x[chosen], y[chosen], count, seed, cache_dir)
+    arguments = (x[chosen], y[chosen], count, len(chosen), seed, path)
+    found = crop_cache.load(path) if path is not None else None
+    if found is not None:
+        log.info("non-digits: %d crops from the cache (%s)", len(found["labels"]), path)
+        return Pending(None, arguments, ready=(found["images"], found["labels"], 0.0))
     try:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
