@@ -9,7 +9,8 @@ from PIL import Image, ImageDraw
 
 from src import UserError
 from src.data import SAMPLE_PATH
-from src.reading import segmentation
+from src.reading import picture, segmentation
+from src.reading.cuts import Piece
 
 SAMPLE = np.load(SAMPLE_PATH)
 
@@ -321,7 +322,7 @@ def test_decode_refuses_what_is_not_a_picture(monkeypatch):
         segmentation.decode(b"%PDF-1.4 not a picture", "doc.pdf")
     with pytest.raises(UserError, match="not an image"):
         segmentation.decode(_png(np.zeros((10, 10)))[:40], "cut.png")
-    monkeypatch.setattr(segmentation, "MAX_PIXELS", 1000)
+    monkeypatch.setattr(picture, "MAX_PIXELS", 1000)
     with pytest.raises(UserError, match="too large \\(100x100"):
         segmentation.decode(_png(np.zeros((100, 100))), "big.png")
 
@@ -425,7 +426,7 @@ def test_the_best_split_of_a_blob_says_how_far_ahead_its_count_of_digits_is():
     mask = np.zeros((20, 40), bool)
     mask[10, :] = True  # one stroke through the blob: a cut at column 20 crosses it once
     edges = [0, 20, 40]
-    pieces = {key: (index, None, None, 0.0, 1.0) for index, key in enumerate([(0, 1), (1, 2), (0, 2)])}
+    pieces = {key: Piece(index, None, None, 0.0, 1.0) for index, key in enumerate([(0, 1), (1, 2), (0, 2)])}
     means, spreads = np.zeros(10), np.ones(10)  # every piece as wide as its class is (no shape cost)
 
     def split(halves: float, whole: float):
@@ -445,7 +446,7 @@ def test_the_best_split_of_a_blob_says_how_far_ahead_its_count_of_digits_is():
     )
     assert 0 < margin < 1
     # a blob without a cut to offer: no other count, no doubt
-    whole = {(0, 1): (0, None, None, 0.0, 1.0)}
+    whole = {(0, 1): Piece(0, None, None, 0.0, 1.0)}
     assert segmentation._best_split(mask, [0, 40], whole, np.eye(10)[[4]], means, spreads, 3)[2] == np.inf
 
 

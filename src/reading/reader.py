@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 SURE = 0.98
 # A digit is read as sure only where the segmentation is sure of how many digits its blob holds: the best
 # reading of the blob beats its best reading as any other number of digits by at least this much (in the
-# joint score's log units; src/reading/segmentation.py). Chosen on numbers composed from the validation
+# joint score's log units; src/reading/cuts.py). Chosen on numbers composed from the validation
 # split's digits (docs/changelog.md, 2026-12-03): 3 kept all but 0.8% of the sure numbers and made the sure
 # ones wrong 0.46% of the time instead of 0.56%.
 COUNT_MARGIN = 3.0

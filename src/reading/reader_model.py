@@ -2,8 +2,8 @@
 
 `handwritten-digits-reader` is an MLflow pyfunc registered beside each classifier version (tagged with
 the version it wraps). It holds a copy of the classifier and the picture-reading pipeline of
-`src.predict` (this module, `src.reading.reader` and `src.reading.segmentation` travel with it as code), so
-`mlflow models serve` on it takes pictures as base64 PNG/JPEG strings:
+`src.predict` (this module, `src.reading.reader`, `src.reading.segmentation` and the steps it reads with
+travel with it as code), so `mlflow models serve` on it takes pictures as base64 PNG/JPEG strings:
 
     {"inputs": ["<base64>", ...]}  or  {"dataframe_split": {"columns": ["image"], "data": [["<base64>"]]}}
 
@@ -38,6 +38,12 @@ CODE = (
     "__init__.py",
     "reading/__init__.py",
     "reading/segmentation.py",
+    "reading/picture.py",
+    "reading/paper_and_ink.py",
+    "reading/blobs_and_strokes.py",
+    "reading/shear.py",
+    "reading/cuts.py",
+    "reading/shapes.py",
     "reading/reader.py",
     "reading/reader_model.py",
     "reading/digit_score.py",

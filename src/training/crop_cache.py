@@ -24,11 +24,17 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# The code the crops come from (paths under src/): the generated pictures, the reader's cutting, and the
-# two modules that choose and draw them.
+# The code the crops come from (paths under src/): the generated pictures, the reader's cutting (segmentation
+# and the steps it reads with), and the two modules that choose and draw them.
 CODE = (
     "data/pictures.py",
     "reading/segmentation.py",
+    "reading/picture.py",
+    "reading/paper_and_ink.py",
+    "reading/blobs_and_strokes.py",
+    "reading/shear.py",
+    "reading/cuts.py",
+    "reading/shapes.py",
     "training/digit_score.py",
     "training/non_digits.py",
     "training/crop_cache.py",

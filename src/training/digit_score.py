@@ -62,7 +62,7 @@ def fragments(x: np.ndarray, rng: np.random.Generator, limit: int) -> list[np.nd
         strokes = drawn(digit, rng, height=60)
         for blob in segmentation.blobs(strokes):
             edges, found = segmentation.blob_pieces(strokes, blob)
-            pieces += [piece[0] for key, piece in found.items() if key != (0, len(edges) - 1)]
+            pieces += [piece.image for key, piece in found.items() if key != (0, len(edges) - 1)]
         if len(pieces) >= limit:
             break
     return pieces[:limit]
