@@ -1,15 +1,16 @@
 """The default study: the default command (the fast route) against the exact training over seeds, and
-against the size of the data."""
+against the size of the data; the three-backbone sweep beside it."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.context import Bench
-from bench.runs import USAGE_KEYS
+from bench.runs import USAGE_KEYS, run_command
 
 # the default study's seeds beside its own (42) in the full bench, both ways: the gap to the exact training
 # moves from seed to seed by more than the target (docs/changelog.md), so the target is read on their mean
@@ -89,6 +90,17 @@ def scaling(b: Bench) -> dict:
     b.out.mkdir(parents=True, exist_ok=True)
     scaling_figure(runs, b.out / "scaling.png")
     return rows
+
+
+def backbone_sweep(b: Bench) -> dict:
+    """The three-backbone sweep (the compare_backbones preset) on full MNIST, the whole command."""
+    assert b.full_data is not None
+    sweep_args = [
+        sys.executable, "-m", "src.train", "+experiment=compare_backbones", "backbone.weights=null",
+        *b.full_data, f"hydra.sweep.dir={b.tmp / 'sweep'}", "training.verbose=0",
+    ]  # fmt: skip
+    _, wall, _ = run_command(sweep_args, {"MLFLOW_TRACKING_URI": b.store})
+    return {"backbone_sweep_full_mnist_s": wall}
 
 
 def scaling_figure(rows: list[dict], path: Path) -> None:

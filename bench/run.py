@@ -115,7 +115,7 @@ Measure = Callable[[Bench], dict]
 # Each step: its name (None: rows without a step of their own), when it runs, and what it measures, in
 # order. Full mode only: the full-MNIST memory run (quick: 5 of its 20 minutes on a slow CPU, VGG16 over
 # 70,000 digits), the default study against the exact training, fast_baseline trained longer, the
-# cache on a whole command (about 4 minutes) and the default study against the data.
+# cache on a whole command (about 4 minutes), the default study against the data and the sweep.
 STEPS: list[tuple[str | Callable[[Bench], str] | None, Callable[[Bench], bool], tuple[Measure, ...]]] = [
     ("matrix-multiply peak", always, (lambda b: speed.peak_and_precision(),)),
     ("VGG16 forward", always, (speed.forward,)),
@@ -174,6 +174,7 @@ STEPS: list[tuple[str | Callable[[Bench], str] | None, Callable[[Bench], bool], 
         full_with_full_mnist,
         (default_study.scaling,),
     ),
+    ("the three-backbone sweep on full MNIST", full_with_full_mnist, (default_study.backbone_sweep,)),
 ]
 
 
