@@ -53,6 +53,7 @@ def train(
         round(shares.get("as_read", 0.0) * len(digits.x_train)),
         cfg.training.seed,
         cfg.training.feature_cache_dir,  # kept there: the next start with the same digits loads them
+        round(shares.get("pairs", 0.0) * len(digits.x_train)),
     )
     if cfg.training.resume:  # nothing is written to the store before this
         tracking.use_store(cfg.tracking, create=False)

@@ -184,3 +184,26 @@ def test_the_crops_are_kept_and_cut_again_only_when_what_they_depend_on_changes(
         pending.result()
     assert len(list((tmp_path / "crops").glob("non_digits-*.npz"))) == 5
     assert non_digits.start(x, y, 20, 30, seed=3).ready is None  # no cache_dir: always cut
+
+
+def test_two_digits_written_touching_are_one_crop_labelled_not_a_digit(tmp_path):
+    """A pair cut out as one crop goes in as a non-digit, so that a model doubts a 68 read as an 8."""
+    x, y = SAMPLE["x_train"][:200], SAMPLE["y_train"][:200]
+    images, labels = non_digits.crops(x, y, count=0, as_read=0, seed=3, pairs=40)
+    assert len(images) == 40 and (labels == NOT_A_DIGIT).all()  # a pair that came apart is drawn again
+    # two digits side by side are wider than tall: in the 28x28 field, lower than one digit alone
+
+    def heights(crops: np.ndarray) -> float:
+        return float(np.median([np.ptp(np.flatnonzero(image.max(axis=1) > 64)) + 1 for image in crops]))
+
+    alone, _ = non_digits.crops(x, y, count=0, as_read=40, seed=3)
+    assert heights(images) <= 16 and heights(alone) >= 19
+    # started as training starts them: the pairs too, and the cache tells a count of pairs from another
+    pending = non_digits.start(x, y, 0, 0, 3, tmp_path, pairs=40)
+    assert pending is not None
+    cut, cut_labels, _ = pending.result()
+    assert len(cut) == 40 and (cut_labels == NOT_A_DIGIT).all()
+    again = non_digits.start(x, y, 0, 0, 3, tmp_path, pairs=40)
+    assert again is not None and again.ready is not None  # from the cache
+    other = non_digits.start(x, y, 0, 0, 3, tmp_path, pairs=30)
+    assert other is not None and other.ready is None and len(other.result()[0]) == 30

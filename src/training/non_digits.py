@@ -15,7 +15,8 @@ numbers read sure 60-68% of the time, against 92%). So training digits (`as_read
 written on paper (`written`: at a random size, wider or narrower, some turned) and cut out again, go in
 beside them with their labels. Drawn only at a random size, as the digit score's digits are, they left
 wide, slanted and varied numbers read sure much less often than before (validation numbers: wide 41% ->
-21%); written so, as often as before.
+21%); written so, as often as before. `pairs`: two training digits written touching, cut out as one crop,
+go in as non-digits too, so that a pair of joined digits read as one digit is doubted.
 
 The crops are cut in another process that starts before TensorFlow is imported (`start`), so on a 2-core
 machine they are cut while the command starts up, and kept on disk (src/training/crop_cache.py, under
@@ -38,9 +39,12 @@ log = logging.getLogger(__name__)
 NOT_A_DIGIT = 10  # the label of a generated non-digit in the training split
 
 
-def crops(x: np.ndarray, y: np.ndarray, count: int, as_read: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """`count` non-digits and `as_read` of the digits `x` (labels `y`) cut out as a reader cuts them:
-    (N, 28, 28) uint8 crops and their labels (NOT_A_DIGIT for a non-digit)."""
+def crops(
+    x: np.ndarray, y: np.ndarray, count: int, as_read: int, seed: int, pairs: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` non-digits, `pairs` of the digits `x` written touching, and `as_read` of them alone (labels
+    `y`), cut out as a reader cuts them: (N, 28, 28) uint8 crops and their labels (NOT_A_DIGIT for a
+    non-digit, a pair included)."""
     from src.data.pictures import non_digits
     from src.training.digit_score import printed_letters, reader_crops
 
@@ -51,6 +55,7 @@ def crops(x: np.ndarray, y: np.ndarray, count: int, as_read: int, seed: int) -> 
         for kind in ("scribbles", "smudges"):
             found += [crop for gray in pictures[kind] for crop in reader_crops(255.0 - gray)]
         found += printed_letters(rng, count - len(found))
+    found += touching_pairs(x, rng, pairs)
     chosen = rng.choice(len(x), min(as_read, len(x)), replace=False)
     digits, labels = [], []
     for index in chosen:  # written, then cut out as a reader cuts them, keeping each label
@@ -62,6 +67,25 @@ def crops(x: np.ndarray, y: np.ndarray, count: int, as_read: int, seed: int) -> 
         np.stack([*digits, *found]).astype(np.uint8) if digits or found else np.zeros((0, 28, 28), np.uint8)
     )
     return images, np.array([*labels, *[NOT_A_DIGIT] * len(found)], np.int64)
+
+
+def touching_pairs(x: np.ndarray, rng: np.random.Generator, count: int) -> list[np.ndarray]:
+    """Two training digits written touching, cut out as one crop: not a digit. A classifier trained on
+    single digits reads a pair of joined digits as one digit, sure (a 68 as an 8), and the reading is
+    sure and wrong; trained on pairs as non-digits, it doubts them."""
+    from src.data.pictures import compose_number
+    from src.training.digit_score import reader_crops
+
+    found: list[np.ndarray] = []
+    for _ in range(3 * count if len(x) > 1 else 0):  # two digits overlapping may still not touch
+        pair = [x[i] for i in rng.choice(len(x), 2, replace=False)]
+        height = int(rng.integers(30, 90))
+        cut = reader_crops(255.0 - compose_number(pair, rng, height, gaps=(-0.3, -0.05), stretch=(0.8, 1.3)))
+        if len(cut) == 1:
+            found.append(cut[0])
+            if len(found) == count:
+                break
+    return found
 
 
 def written(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -78,12 +102,12 @@ def written(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return compose_number([digit], rng, height=int(rng.integers(30, 90)), stretch=(0.8, 1.6))
 
 
-def _cut(x, y, count, as_read, seed, path=None) -> tuple[np.ndarray, np.ndarray, float]:
+def _cut(x, y, count, as_read, seed, path=None, pairs=0) -> tuple[np.ndarray, np.ndarray, float]:
     """The crops and the seconds they took, kept at `path` (a crop cache's file) when given."""
     from src.training import crop_cache
 
     start = time.perf_counter()
-    images, labels = crops(x, y, count, as_read, seed)
+    images, labels = crops(x, y, count, as_read, seed, pairs)
     if path is not None:
         crop_cache.save(path, {"images": images, "labels": labels})
     return images, labels, time.perf_counter() - start
@@ -107,18 +131,20 @@ class Pending:
         return _cut(*self.arguments)
 
 
-def cache_path(x: np.ndarray, y: np.ndarray, count: int, seed: int, cache_dir):
+def cache_path(x: np.ndarray, y: np.ndarray, count: int, seed: int, cache_dir, as_read: int, pairs: int = 0):
     """Where the crops cut from the chosen digits `x` (labels `y`) are kept (None: no cache)."""
     from src.training import crop_cache
 
     if cache_dir is None:
         return None
-    parts = {"digits": crop_cache.array_digest(x, y), "count": count, "as_read": len(x), "seed": seed}
+    parts = {"digits": crop_cache.array_digest(x, y), "count": count, "as_read": as_read, "seed": seed}
+    if pairs:
+        parts["pairs"] = pairs
     return crop_cache.path_for(cache_dir, "non_digits", parts)
 
 
 def start(
-    x: np.ndarray, y: np.ndarray, count: int, as_read: int, seed: int, cache_dir=None
+    x: np.ndarray, y: np.ndarray, count: int, as_read: int, seed: int, cache_dir=None, pairs: int = 0
 ) -> Pending | None:
     """The crops from the cache under `cache_dir` (src/training/crop_cache.py), or start cutting them in
     another process (None: nothing to cut). A fresh interpreter ("spawn"): it imports numpy, Pillow and
@@ -126,12 +152,15 @@ def start(
     daemonic worker of a launcher), they are cut in this one when they are needed."""
     from src.training import crop_cache
 
-    if not count and not as_read:
+    if not count and not as_read and not pairs:
         return None
-    # only the digits that are cut go to the other process
-    chosen = np.random.default_rng([seed, NOT_A_DIGIT, 1]).choice(len(x), min(as_read, len(x)), replace=False)
-    path = cache_path(x[chosen], y[chosen], count, seed, cache_dir)
-    arguments = (x[chosen], y[chosen], count, len(chosen), seed, path)
+    # only the digits that are cut go to the other process (those written alone, and those of the pairs)
+    chosen = np.random.default_rng([seed, NOT_A_DIGIT, 1]).choice(
+        len(x), min(max(as_read, 4 * pairs), len(x)), replace=False
+    )
+    as_read = min(as_read, len(chosen))
+    path = cache_path(x[chosen], y[chosen], count, seed, cache_dir, as_read, pairs)
+    arguments = (x[chosen], y[chosen], count, as_read, seed, path, pairs)
     found = crop_cache.load(path) if path is not None else None
     if found is not None:
         log.info("non-digits: %d crops from the cache (%s)", len(found["labels"]), path)
