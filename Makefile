@@ -42,7 +42,7 @@ test:  ## the whole suite, as CI runs it (in an empty HOME of its own: tests/con
 test-fast:  ## the edit-test loop: the tests that train no more than a few steps (under 4 minutes)
 	$(PY) -m pytest -n $(JOBS) --dist loadfile -m "not slow" --durations=15 $(ARGS)
 
-lint:  ## ruff (lint and format check) and mypy (the types of src/ and hydra_plugins/)
+lint:  ## ruff (lint and format check) and mypy (the types of src/, hydra_plugins/ and bench/)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -78,10 +78,10 @@ serve-model:  ## MLflow's model server for MODEL on $(HOST):$(PORT) (POST /invoc
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/mlflow models serve -m "$(MODEL)" --env-manager local -h $(HOST) -p $(PORT)
 
 bench:  ## quick benchmark (aim: 10 minutes on 2 cores): tables in experiments/bench/ and docs/results.md (DATA=path/mnist.npz: full MNIST)
-	$(PY) -m src.bench --quick $(if $(DATA),--data $(DATA))
+	$(PY) -m bench --quick $(if $(DATA),--data $(DATA))
 
 bench-full:  ## the full benchmark: full MNIST, 25 epochs where the targets say so (about an hour on 2 cores; docs/results.md)
-	$(PY) -m src.bench $(if $(DATA),--data $(DATA))
+	$(PY) -m bench $(if $(DATA),--data $(DATA))
 
 clean:  ## remove run outputs (Hydra directories and the local MLflow store)
 	find experiments -mindepth 1 ! -name README.md -exec rm -rf {} +

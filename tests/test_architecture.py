@@ -6,8 +6,9 @@ import re
 from tests.conftest import ROOT
 
 DOC = (ROOT / "docs" / "architecture.md").read_text()
-# training.enabled=false hands the run to the evaluate command; the bench times a training in process
-ALLOWED = {("src.train", "src.evaluate"), ("src.bench", "src.train")}
+PYPROJECT = (ROOT / "pyproject.toml").read_text()
+# training.enabled=false hands the run to the evaluate command
+ALLOWED = {("src.train", "src.evaluate")}
 
 
 def _imports() -> dict[str, set[str]]:
@@ -52,7 +53,7 @@ def _layer_of(module: str, layers: dict[str, int]) -> int | None:
 
 
 def test_what_the_page_names_exists():
-    named = set(re.findall(r"`?((?:src|conf|hydra_plugins|tests|docs)/[\w./-]*\w/?)`?", DOC))
+    named = set(re.findall(r"`?((?:src|conf|hydra_plugins|tests|docs|bench)/[\w./-]*\w/?)`?", DOC))
     assert len(named) > 30
     missing = sorted(p for p in named if not (ROOT / p).exists())
     assert not missing, f"docs/architecture.md names what is not there: {missing}"
@@ -72,7 +73,7 @@ def test_imports_follow_the_layers_and_have_no_cycles():
     commands = {
         m for m in graph if m.count(".") == 1 and m.startswith("src.") and _layer_of(m, layers) is None
     }
-    assert {"src.train", "src.evaluate", "src.predict", "src.draw", "src.compare", "src.bench"} <= commands
+    assert {"src.train", "src.evaluate", "src.predict", "src.draw", "src.compare"} <= commands
     wrong = []
     for module, imported in graph.items():
         layer = _layer_of(module, layers)
@@ -102,10 +103,11 @@ def test_imports_follow_the_layers_and_have_no_cycles():
     assert not cycles, f"import cycles: {cycles}"
 
 
-# Outside src/tracking/, only these modules import MLflow: the reading model's flavour (it builds on
-# MLflow's pyfunc, as MLflow's own flavours build on its tracking) and the bench, until it moves out of
-# src/. The list can only shrink: a module that stops importing MLflow leaves it.
-MLFLOW_OUTSIDE_TRACKING = {"src.reading.reader_model", "src.reading.reader_entry", "src.bench"}
+# Outside src/tracking/, only these modules of the library import MLflow: the reading model's flavour (it
+# builds on MLflow's pyfunc, as MLflow's own flavours build on its tracking). The bench (bench/) is not
+# the library: it reads the runs it times as a user's script would. The list can only shrink: a module
+# that stops importing MLflow leaves it.
+MLFLOW_OUTSIDE_TRACKING = {"src.reading.reader_model", "src.reading.reader_entry"}
 
 
 def test_nothing_outside_tracking_imports_mlflow_but_the_listed():
@@ -125,3 +127,30 @@ def test_nothing_outside_tracking_imports_mlflow_but_the_listed():
         f"MLflow imported outside src/tracking/ by {sorted(found - MLFLOW_OUTSIDE_TRACKING)}; "
         f"no longer by {sorted(MLFLOW_OUTSIDE_TRACKING - found)} (take it off the list)"
     )
+
+
+def _project_imports(path) -> set[str]:
+    """The top-level project packages a file imports (also inside functions): src, bench, tests, ..."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+    return found & {"src", "bench", "tests", "hydra_plugins"}
+
+
+def test_the_bench_measures_the_library_from_outside():
+    """bench/ sits beside src/, not in it: the library never imports the bench, the bench imports the
+    library (anything of it) and itself, and it is not installed with the library."""
+    assert not (ROOT / "src" / "bench.py").exists() and (ROOT / "bench" / "__main__.py").is_file()
+    library = [*sorted((ROOT / "src").rglob("*.py")), *sorted((ROOT / "hydra_plugins").rglob("*.py"))]
+    into_bench = [str(p.relative_to(ROOT)) for p in library if "bench" in _project_imports(p)]
+    assert not into_bench, f"the library imports the bench: {into_bench}"
+    bench = sorted((ROOT / "bench").glob("*.py"))
+    assert len(bench) > 5
+    for path in bench:
+        assert _project_imports(path) <= {"src", "bench"}, f"{path.relative_to(ROOT)} imports beyond src/"
+    assert any("src" in _project_imports(path) for path in bench)
+    packaged = re.search(r"\[tool.setuptools.packages.find\][^\[]*include = (\[[^\]]*\])", PYPROJECT, re.S)
+    assert packaged and "bench" not in packaged.group(1), "the bench is installed with the library"

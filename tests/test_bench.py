@@ -4,7 +4,7 @@ file refused before any step."""
 import numpy as np
 import pytest
 
-from src import bench
+import bench
 from tests.conftest import run_cli
 
 
@@ -47,9 +47,7 @@ def test_a_bad_data_file_is_refused_before_any_step(tmp_path):
     text = tmp_path / "mnist.npz"
     text.write_text("not an archive")
     for path, message in ((tmp_path / "nope.npz", "no such file"), (text, "is not an .npz archive")):
-        result = run_cli(
-            "src.bench", "--quick", "--data", str(path), "--out", str(tmp_path / "out"), timeout=60
-        )
+        result = run_cli("bench", "--quick", "--data", str(path), "--out", str(tmp_path / "out"), timeout=60)
         assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
         assert "[bench" not in result.stdout  # no step started
     assert not (tmp_path / "out").exists()

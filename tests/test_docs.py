@@ -104,20 +104,20 @@ def test_predict_on_a_picture_prints_only_its_reading(digit_model, tmp_path):
 def test_the_results_page_is_the_bench_json_rendered():
     """docs/results.md is what `make bench` writes from docs/results/*.json: a figure edited by hand in
     either shows here."""
-    from src import bench
+    import bench
 
     docs = ROOT / "docs"
     files = {mode: bench.results_json(docs, mode) for mode in bench.MODES}
     runs = {mode: json.loads(path.read_text()) for mode, path in files.items() if path.is_file()}
     assert runs, "no bench JSON beside docs/results.md"
     page = (docs / "results.md").read_text()
-    assert page == bench.results_page(runs), "docs/results.md is not its JSON: python -m src.bench --page"
+    assert page == bench.results_page(runs), "docs/results.md is not its JSON: python -m bench --page"
     for r in runs.values():  # every table says where and when it was measured
         assert r["date"] in page and r["commit"] in page and r["machine"]["cpus"]
 
 
 def test_a_bench_writes_its_json_and_the_page(tmp_path):
-    from src import bench
+    import bench
 
     r = {
         "mode": "quick", "date": "2026-12-07 10:00:00", "commit": "abc1234", "full_mnist": None,
@@ -139,10 +139,11 @@ def test_a_bench_writes_its_json_and_the_page(tmp_path):
     assert edited != bench.results_page(runs) and page == bench.results_page(runs)
 
 
-# Every command the docs show: `python -m src.<command> ...` (also `.venv/bin/python -m ...`, after `$ `
-# or variables, in code blocks with `\` continuations and in inline code), and `make train|sweep ARGS=...`
+# Every command the docs show: `python -m src.<command> ...` and `python -m bench ...` (also
+# `.venv/bin/python -m ...`, after `$ ` or variables, in code blocks with `\` continuations and in inline
+# code), and `make train|sweep ARGS=...`
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-COMMAND = re.compile(r"(?:^|\s)(?:\.venv/bin/)?python -m (src\.\w+)(.*)$")
+COMMAND = re.compile(r"(?:^|\s)(?:\.venv/bin/)?python -m (src\.\w+|bench\b)(.*)$")
 MAKE = re.compile(r"^(?:\$ )?make (train|sweep) ARGS=(\"[^\"]*\"|'[^']*')")
 HYDRA_APPS = {
     "src.train": "train",
@@ -176,7 +177,7 @@ def documented_commands() -> list[tuple[str, list[str], str | None]]:
                 candidates.append((n, logical, shown if fails else None))
                 logical = ""
             else:  # inline code in the prose
-                spans = re.findall(r"`([^`]*python -m src\.[^`]*)`", line)
+                spans = re.findall(r"`([^`]*python -m (?:src\.|bench\b)[^`]*)`", line)
                 candidates += [(n, span, None) for span in spans]
         for n, text, expected in candidates:
             text = re.split(r"\s#", text)[0]  # a shell comment
@@ -240,7 +241,7 @@ def check(module: str, arguments: list[str]) -> None:
 def test_the_docs_show_commands_of_every_kind():
     commands = documented_commands()
     modules = {module for _, (module, *_), _ in commands}
-    assert set(HYDRA_APPS) | {"src.rerun", "src.compare", "src.ui", "src.bench"} <= modules
+    assert set(HYDRA_APPS) | {"src.rerun", "src.compare", "src.ui", "bench"} <= modules
     assert len(commands) > 60
 
 
