@@ -52,6 +52,19 @@ def run_of_model(uri: str) -> str | None:
         return None
 
 
+def run_text(run_id: str, path: str) -> str | None:
+    """The text of a run's artifact at `path` (None: the run has none there, or the store would not give
+    it)."""
+    import mlflow
+
+    try:
+        return mlflow.artifacts.load_text(f"runs:/{run_id}/{path}")
+    except Exception as e:
+        if access.refusal(e):
+            raise
+        return None
+
+
 def load_keras_model(uri: str) -> keras.Model:
     """The Keras model at `uri`, loaded (Keras and TensorFlow load here)."""
     import mlflow

@@ -310,13 +310,12 @@ def score_version() -> str:
 
 def run_config(run_id: str):
     """The config a run logged (config/config.yaml), None where it has none."""
-    import mlflow
     from omegaconf import OmegaConf
 
-    try:
-        return OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run_id}/config/config.yaml"))
-    except Exception:  # no such artifact (logged another way), or the store would not give it
-        return None
+    from src.tracking import records
+
+    text = records.run_text(run_id, "config/config.yaml")  # none: logged another way
+    return OmegaConf.create(text) if text is not None else None
 
 
 def deferred(cfg) -> bool:
@@ -334,21 +333,18 @@ def fitted_when_read(uri: str, model) -> DigitScore | None:
     model fitted its score at training (it is in its metadata) or has none."""
     import json
 
-    import mlflow
-
     from src import tracking
+    from src.tracking import records
 
-    info = mlflow.models.get_model_info(uri)
-    cfg = run_config(info.run_id) if info.run_id else None
-    if cfg is None or not deferred(cfg):
+    run_id = records.run_of_model(uri)
+    cfg = run_config(run_id) if run_id else None
+    if run_id is None or cfg is None or not deferred(cfg):
         return None
     name = f"{ARTIFACTS}/{score_version()}.json"
-    try:
-        kept = json.loads(mlflow.artifacts.load_text(f"runs:/{info.run_id}/{name}"))
-        log.info("digit score: kept in run %s (%s)", info.run_id, name)
-        return DigitScore.from_metadata({METADATA_KEY: kept})
-    except Exception:  # not fitted yet for this version of the code
-        pass
+    kept = records.run_text(run_id, name)  # none: not fitted yet for this version of the code
+    if kept is not None:
+        log.info("digit score: kept in run %s (%s)", run_id, name)
+        return DigitScore.from_metadata({METADATA_KEY: json.loads(kept)})
     from src import UserError
     from src.reading.folder import load_data
 
@@ -366,8 +362,8 @@ def fitted_when_read(uri: str, model) -> DigitScore | None:
     if score is None:
         return None
     log.info("digit score: fitted for %s on its first read in %.1f s", uri, time.perf_counter() - start)
-    tracking.keep_digit_score(info.run_id, score, name)
+    tracking.keep_digit_score(run_id, score, name)
     reader, registered = cfg.tracking.get("reader_model"), cfg.tracking.get("registered_model")
     if reader and registered:
-        tracking.register_reader(model, info.run_id, registered, reader, score)
+        tracking.register_reader(model, run_id, registered, reader, score)
     return score
