@@ -30,9 +30,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +108,15 @@ def written(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return compose_number([digit], rng, height=int(rng.integers(30, 90)), stretch=(0.8, 1.6))
 
 
-def _cut(x, y, count, as_read, seed, path=None, pairs=0) -> tuple[np.ndarray, np.ndarray, float]:
+def _cut(
+    x: np.ndarray,
+    y: np.ndarray,
+    count: int,
+    as_read: int,
+    seed: int,
+    path: Path | None = None,
+    pairs: int = 0,
+) -> tuple[np.ndarray, np.ndarray, float]:
     """The crops and the seconds they took, kept at `path` (a crop cache's file) when given."""
     from src.training import crop_cache
 
@@ -131,7 +145,15 @@ class Pending:
         return _cut(*self.arguments)
 
 
-def cache_path(x: np.ndarray, y: np.ndarray, count: int, seed: int, cache_dir, as_read: int, pairs: int = 0):
+def cache_path(
+    x: np.ndarray,
+    y: np.ndarray,
+    count: int,
+    seed: int,
+    cache_dir: str | Path | None,
+    as_read: int,
+    pairs: int = 0,
+) -> Path | None:
     """Where the crops cut from the chosen digits `x` (labels `y`) are kept (None: no cache)."""
     from src.training import crop_cache
 
@@ -144,7 +166,13 @@ def cache_path(x: np.ndarray, y: np.ndarray, count: int, seed: int, cache_dir, a
 
 
 def start(
-    x: np.ndarray, y: np.ndarray, count: int, as_read: int, seed: int, cache_dir=None, pairs: int = 0
+    x: np.ndarray,
+    y: np.ndarray,
+    count: int,
+    as_read: int,
+    seed: int,
+    cache_dir: str | Path | None = None,
+    pairs: int = 0,
 ) -> Pending | None:
     """The crops from the cache under `cache_dir` (src/training/crop_cache.py), or start cutting them in
     another process (None: nothing to cut). A fresh interpreter ("spawn"): it imports numpy, Pillow and
@@ -182,7 +210,7 @@ def start(
     return Pending(future, arguments)
 
 
-def loss_and_metric():
+def loss_and_metric() -> tuple[Callable[[Any, Any], Any], keras.metrics.Metric]:
     """The training loss (a digit: cross-entropy to its label; a non-digit: cross-entropy to even
     probabilities over the ten digits) and accuracy over the digits alone (named `accuracy`, as Keras names
     its own, so the logged metrics keep their names). Both take labels as the split has them (integers,
@@ -190,7 +218,7 @@ def loss_and_metric():
     import keras
     from keras import ops
 
-    def digits_or_even(y_true, y_pred):
+    def digits_or_even(y_true: Any, y_pred: Any) -> Any:  # tensors of the backend's kind
         labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
         digit = labels < NOT_A_DIGIT
         log_p = ops.log(ops.clip(ops.cast(y_pred, "float32"), 1e-7, 1.0))
@@ -200,10 +228,10 @@ def loss_and_metric():
     class DigitAccuracy(keras.metrics.Mean):
         """The share of digits read right; generated non-digits are not counted."""
 
-        def __init__(self, name="accuracy", **kwargs):
+        def __init__(self, name: str = "accuracy", **kwargs: Any) -> None:
             super().__init__(name=name, **kwargs)
 
-        def update_state(self, y_true, y_pred, sample_weight=None):
+        def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
             labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
             right = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), labels), "float32")
             return super().update_state(right, sample_weight=ops.cast(labels < NOT_A_DIGIT, "float32"))
