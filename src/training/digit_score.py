@@ -17,10 +17,19 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from src.reading.digit_score import METADATA_KEY, DigitScore, reading_network
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import keras
+    from omegaconf import DictConfig
+
+    from src.data import Digits
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +149,7 @@ def non_digit_crops(x: np.ndarray, rng: np.random.Generator, count: int) -> dict
     return {kind: np.stack(crops) for kind, crops in found.items() if crops}
 
 
-def features_of(network, crops: np.ndarray) -> np.ndarray:
+def features_of(network: keras.Model, crops: np.ndarray) -> np.ndarray:
     _, features = network.predict(crops[..., None], batch_size=256, verbose=0)
     return np.asarray(features, np.float64)
 
@@ -156,7 +165,7 @@ class Crops:
     seconds: float
 
 
-def cut_crops(digits, sample: int, seed: int, cache_dir=None) -> Crops | None:
+def cut_crops(digits: Digits, sample: int, seed: int, cache_dir: str | Path | None = None) -> Crops | None:
     """The crops for a digit score of `sample` training digits (None: `sample` is 0), from the crop cache
     under `cache_dir` (src/training/crop_cache.py) when it has them, else cut now (and kept there)."""
     from src.training import crop_cache
@@ -183,7 +192,9 @@ def cut_crops(digits, sample: int, seed: int, cache_dir=None) -> Crops | None:
 NON = "non_digits: "  # the crop cache's name of a kind of non-digit
 
 
-def cut_in_background(digits, sample: int, seed: int, cache_dir=None) -> Future:
+def cut_in_background(
+    digits: Digits, sample: int, seed: int, cache_dir: str | Path | None = None
+) -> Future[Crops | None]:
     """`cut_crops` in a thread, started before training: the crops need no model, and a CPU training
     leaves some room for them (measured: a fast_baseline command on full MNIST about 2.5 s shorter than
     cutting them after training, where they took 3-4 s; its epochs run a little slower meanwhile)."""
@@ -194,7 +205,7 @@ def cut_in_background(digits, sample: int, seed: int, cache_dir=None) -> Future:
 
 
 def fit_digit_score(
-    model,
+    model: keras.Model,
     crops: Crops | None,
     keep: float,
     hidden: int = 32,
@@ -308,24 +319,28 @@ def score_version() -> str:
     return h.hexdigest()[:12]
 
 
-def run_config(run_id: str):
+def run_config(run_id: str) -> DictConfig | None:
     """The config a run logged (config/config.yaml), None where it has none."""
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     from src.tracking import records
 
     text = records.run_text(run_id, "config/config.yaml")  # none: logged another way
-    return OmegaConf.create(text) if text is not None else None
+    if text is None:
+        return None
+    cfg = OmegaConf.create(text)
+    assert isinstance(cfg, DictConfig), f"{run_id}: its config is not a mapping"
+    return cfg
 
 
-def deferred(cfg) -> bool:
+def deferred(cfg: DictConfig | None) -> bool:
     """Whether a run of `cfg` left its digit score to its first reader (runs logged before the key
     existed fitted theirs at training, or none)."""
     settings = cfg.training.get("digit_score") if cfg is not None else None
     return bool(settings and settings.get("sample") and settings.get("when", "training") == "read")
 
 
-def fitted_when_read(uri: str, model) -> DigitScore | None:
+def fitted_when_read(uri: str, model: keras.Model) -> DigitScore | None:
     """The digit score of the classifier at `uri` that its training left to its first reader: the one
     kept in its run for this code's version, else fitted now, exactly as the training would have (the
     run's data, seed and settings; the crops from the crop cache when it has them), and kept in the run,
