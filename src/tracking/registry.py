@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
@@ -15,6 +16,12 @@ from src import UserError
 from src.data import IMAGE_SHAPE, NUM_CLASSES
 from src.tracking.store import retry_races
 
+if TYPE_CHECKING:
+    import keras
+    from mlflow.models import ModelSignature
+
+    from src.reading.digit_score import DigitScore
+
 log = logging.getLogger(__name__)
 
 
@@ -22,7 +29,7 @@ MODEL_ARTIFACT = "model"
 CHAMPION = "champion"
 
 
-def model_signature():
+def model_signature() -> ModelSignature:
     """What the logged model takes and gives: raw MNIST digits in, 10 class probabilities out."""
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
@@ -47,7 +54,10 @@ def requirements() -> list[str]:
 
 
 def log_model(
-    model, registered_model: str | None, reader_model: str | None = None, digit_score=None
+    model: keras.Model,
+    registered_model: str | None,
+    reader_model: str | None = None,
+    digit_score: DigitScore | None = None,
 ) -> str | None:
     """Log the Keras model with its signature (and summary) and register it; returns the new version.
     A `digit_score` (src/reading/digit_score.py) goes into the model's metadata.
@@ -76,7 +86,9 @@ def log_model(
     return version
 
 
-def _log_reader(model, registered_model: str, version: str, reader_model: str, digit_score) -> str:
+def _log_reader(
+    model: keras.Model, registered_model: str, version: str, reader_model: str, digit_score: DigitScore | None
+) -> str:
     """Log the reading model around `model` (`registered_model` version `version`) and register it under
     `reader_model`, tagged with the version it wraps; returns its version."""
     import PIL
@@ -92,7 +104,9 @@ def _log_reader(model, registered_model: str, version: str, reader_model: str, d
     return registered
 
 
-def register_reader(model, run_id: str, registered_model: str, reader_model: str, digit_score) -> str | None:
+def register_reader(
+    model: keras.Model, run_id: str, registered_model: str, reader_model: str, digit_score: DigitScore | None
+) -> str | None:
     """The reading model of the classifier that run `run_id` registered, with the digit score fitted on
     its first read: registered under `reader_model` (unless one wraps that version already), tagged on the
     run, and given the alias `champion` if its classifier has it. Returns the reader's version (None: the
@@ -211,7 +225,11 @@ def follow_champion(reader_model: str, registered_model: str, champion: str) -> 
 
 
 def register(
-    model, tracking: DictConfig, promote: bool = True, digit_score=None, reader: bool = True
+    model: keras.Model,
+    tracking: DictConfig,
+    promote: bool = True,
+    digit_score: DigitScore | None = None,
+    reader: bool = True,
 ) -> str | None:
     """Log the trained model (with its digit score) in the active run, register it (and, with `reader`,
     its reading model) as configured, and with `promote`, offer it the champion alias; the time it took
@@ -229,14 +247,16 @@ def register(
     return version
 
 
-def load_classifier(uri: str, tracking_uri: str | None = None):
+def load_classifier(uri: str, tracking_uri: str | None = None) -> keras.Model:
     """The Keras classifier at an MLflow model URI (models:/name@alias, models:/name/3, runs:/id/model),
     from the store `tracking_uri` names (null: MLFLOW_TRACKING_URI, else ./mlruns); UserError in one
     line when the URI names no classifier or the server refuses."""
     return load_reading_classifier(uri, tracking_uri)[0]
 
 
-def load_reading_classifier(uri: str, tracking_uri: str | None = None):
+def load_reading_classifier(
+    uri: str, tracking_uri: str | None = None
+) -> tuple[keras.Model, DigitScore | None]:
     """`load_classifier`, with the digit score kept in the model's metadata (None: it has none)."""
     import mlflow
 
