@@ -22,11 +22,17 @@ import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc import PythonModel, PythonModelContext
+
+if TYPE_CHECKING:
+    import keras
+    from mlflow.models import ModelSignature
+    from mlflow.models.model import ModelInfo
 
 from src import UserError
 from src.reading.digit_score import DigitScore
@@ -58,7 +64,7 @@ def _bad(message: str) -> mlflow.exceptions.MlflowException:
     return mlflow.exceptions.MlflowException.invalid_parameter_value(message)
 
 
-def picture_bytes(value, index: int) -> bytes:
+def picture_bytes(value: Any, index: int) -> bytes:  # anything a client sent
     """A picture sent as a base64 string (a data: URL too) -> its bytes."""
     if not isinstance(value, str) or not value.strip():
         kind = type(value).__name__
@@ -74,10 +80,12 @@ def picture_bytes(value, index: int) -> bytes:
 
 # `model_input: pd.DataFrame`: what MLflow passes (a string column `image`, as the signature says, which is
 # what checks the input); a hint MLflow infers no schema from, so it neither validates nor asks for hints.
+# MLflow resolves `predict`'s hints at run time (typing.get_type_hints): each of them must be importable
+# here, not only under TYPE_CHECKING, or MLflow falls back to reading them as strings.
 class DigitReaderModel(PythonModel):
     """The pyfunc: one reading per picture, as `src.predict` gives it in JSON."""
 
-    def load_context(self, context) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         import keras
 
         self.model = keras.models.load_model(context.artifacts["classifier"])
@@ -87,7 +95,9 @@ class DigitReaderModel(PythonModel):
             found = json.loads(Path(context.artifacts["digit_score"]).read_text())
             self.digit_score = DigitScore.from_metadata({"digit_score": found})
 
-    def predict(self, context, model_input: pd.DataFrame, params=None):
+    def predict(
+        self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         params = params or {}
         reader = ModelReader(self.model, float(params.get("sure", SURE)), self.digit_score)
         top = int(params.get("top", TOP))
@@ -109,7 +119,7 @@ class DigitReaderModel(PythonModel):
         return readings
 
 
-def signature():
+def signature() -> ModelSignature:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -119,7 +129,9 @@ def signature():
     )
 
 
-def log_reader(classifier, requirements: list[str], digit_score: DigitScore | None = None):
+def log_reader(
+    classifier: keras.Model, requirements: list[str], digit_score: DigitScore | None = None
+) -> ModelInfo:
     """Log the reading model around the Keras model `classifier` (the one just logged) in the active run,
     with its digit score where it has one.
 
