@@ -8,12 +8,26 @@ second. `training.enabled=false` evaluates a registered model instead (as python
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig
 
 from src import cli
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from src.data import Digits
+    from src.models.networks import Network
+    from src.models.scoring import Evaluation
+    from src.reading.digit_score import DigitScore
+    from src.training.digit_score import Crops
+    from src.training.distribute import Distribution
+    from src.training.init_from import Start
+    from src.training.non_digits import Pending
+    from src.training.routes import Route
 
 log = logging.getLogger("src.train")
 
@@ -29,7 +43,7 @@ def train(
     from src import tracking
     from src.reading.folder import load_data
     from src.tracking import access
-    from src.training import distribute, fit, init_from, non_digits
+    from src.training import distribute, fit, init_from
 
     if not cfg.training.enabled:
         from src.evaluate import evaluate_registered
@@ -42,11 +56,43 @@ def train(
     # a fine-tune (training.init_from): its model must be there; the network config becomes its run's
     begin = init_from.start(cfg, init_from.given_overrides())
     digits = load_data(cfg.data, strict=cfg.strict)
-    # generated non-digits and digits cut as a reader cuts them, for the training split: cut in another
-    # process while TensorFlow loads and the model is built (src/training/non_digits.py). A run logged
-    # before the key existed (src.rerun) trained without them.
+    extra = _start_non_digits(cfg, digits)
+    if cfg.training.resume:  # nothing is written to the store before this
+        tracking.use_store(cfg.tracking, create=False)
+        tracking.check_resumable(cfg.training.resume, fit.checkpoint_dir(cfg, cfg.training.resume))
+    with distribute.tensorflow_setting(cfg) as distribution:
+        from src.training import routes
+
+        network, policy = _build_network(cfg, begin, digits)
+        fallbacks = digits.fallbacks + network.fallbacks
+        cli.announce(fallbacks)
+        setup = (network, digits, distribution, fallbacks, policy)
+        open_run = _run_opener(cfg, hydra_output_dir, sweep, begin, *setup)
+        # a resumed run is opened first: where its training continues is in the run
+        with tracking.opened(open_run, background=not cfg.training.resume) as opening:
+            route = routes.choose(cfg, network, digits)  # exact, or the top on cached or echoed features
+            checkpoints = fit.checkpoints(cfg, opening)
+            at_training = cfg.training.digit_score.get("when", "training") == "training"
+            crops = _start_digit_score_crops(cfg, digits, at_training)
+            fit.fit_route(cfg, route, digits, checkpoints, sweep, non_digits=extra)
+            validation, test = _evaluate(cfg, network, route, digits)
+            score = _fit_digit_score(cfg, network, crops, at_training)
+            # a sweep promotes at its end; a score left to the first reader registers the reading model then
+            tracking.register(
+                network.model, cfg.tracking, promote=not sweep, digit_score=score, reader=at_training
+            )
+        cli.announce(fallbacks)
+    return {"test_accuracy": test.accuracy, "test_loss": test.loss, "val_accuracy": validation.accuracy}
+
+
+def _start_non_digits(cfg: DictConfig, digits: Digits) -> Pending | None:
+    """Generated non-digits and digits cut as a reader cuts them, for the training split: cut in another
+    process while TensorFlow loads and the model is built (src/training/non_digits.py). A run logged
+    before the key existed (src.rerun) trained without them."""
+    from src.training import non_digits
+
     shares = cfg.training.get("non_digits") or {}
-    extra = non_digits.start(
+    return non_digits.start(
         digits.x_train,
         digits.y_train,
         round(shares.get("share", 0.0) * len(digits.x_train)),
@@ -55,71 +101,101 @@ def train(
         cfg.training.feature_cache_dir,  # kept there: the next start with the same digits loads them
         round(shares.get("pairs", 0.0) * len(digits.x_train)),
     )
-    if cfg.training.resume:  # nothing is written to the store before this
-        tracking.use_store(cfg.tracking, create=False)
-        tracking.check_resumable(cfg.training.resume, fit.checkpoint_dir(cfg, cfg.training.resume))
-    with distribute.tensorflow_setting(cfg) as distribution:
-        from src.models import networks, precision
-        from src.models.scoring import evaluate
-        from src.training import routes
-        from src.training.digit_score import cut_in_background, fit_digit_score
 
-        fit.set_seed(cfg.training)
-        policy = precision.choose(cfg.training.precision, cfg.training.precision_probe)
-        networks.set_precision(policy[0])
-        log.info("data: %s %s from %s", digits.name, digits.sizes(), digits.source)
-        network = init_from.build_network(cfg, begin)  # from scratch, or from training.init_from
-        fallbacks = digits.fallbacks + network.fallbacks
-        cli.announce(fallbacks)
 
-        name = cfg.tracking.run_name or sweep.get("run_name") or cfg.backbone.name
-        tags = {**cfg.tracking.tags, **sweep.get("tags", {})}
+def _build_network(cfg: DictConfig, begin: Start | None, digits: Digits) -> tuple[Network, tuple[str, str]]:
+    """The seed and the precision set, the network built (from scratch, or from training.init_from);
+    returns it with the precision and what chose it."""
+    from src.models import networks, precision
+    from src.training import fit, init_from
 
-        def open_run() -> str:  # in a thread, while the model starts training (src/tracking/opening.py)
-            tracking.use_store(cfg.tracking)
-            active = tracking.start_run(name, sweep.get("parent_run_id"), tags, run_id=cfg.training.resume)
-            tracking.log_setup(cfg, hydra_output_dir, network.model, digits, distribution, fallbacks, policy)
-            if begin:
-                tracking.log_init_from(begin.uri, begin.run_id)
-            return active.info.run_id
+    fit.set_seed(cfg.training)
+    policy = precision.choose(cfg.training.precision, cfg.training.precision_probe)
+    networks.set_precision(policy[0])
+    log.info("data: %s %s from %s", digits.name, digits.sizes(), digits.source)
+    return init_from.build_network(cfg, begin), policy
 
-        # a resumed run is opened first: where its training continues is in the run
-        with tracking.opened(open_run, background=not cfg.training.resume) as opening:
-            route = routes.choose(cfg, network, digits)  # exact, or the top on cached or echoed features
-            checkpoints = fit.checkpoints(cfg, opening)
-            # the digit score: fitted by the model's first reader (training.digit_score.when=read,
-            # src/training/digit_score.py: fitted_when_read), or here. Its crops are cut while the model
-            # trains: started here, not earlier, they would hold back the start-up's Python (the first
-            # step came 3 s later)
-            at_training = cfg.training.digit_score.get("when", "training") == "training"
-            sample = cfg.training.digit_score.sample if at_training else 0
-            crops = cut_in_background(digits, sample, cfg.training.seed, cfg.training.feature_cache_dir)
-            fit.fit_route(cfg, route, digits, checkpoints, sweep, non_digits=extra)
-            validation, temperature = fit.score_training(cfg, network, route, digits)
-            test = evaluate(route.trainee, route.inputs["test"], digits.y_test, "test")
-            tracking.log_evaluation(test, images=digits.x_test)
-            if temperature:
-                tracking.log_calibration(temperature, validation, test)
-            log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
-            score = None
-            if at_training:
-                score = fit_digit_score(
-                    network.model,
-                    crops.result(),
-                    cfg.training.digit_score.keep,
-                    hidden=cfg.training.digit_score.hidden,
-                    seed=cfg.training.seed,
-                    keep_cut=cfg.training.digit_score.get("keep_cut"),
-                )
-            elif cfg.training.digit_score.sample:
-                log.info("digit score: left to the model's first reader (training.digit_score.when=read)")
-            tracking.log_digit_score(score)
-            # a sweep promotes at its end; a score left to the first reader registers the reading model then
-            tracking.register(
-                network.model, cfg.tracking, promote=not sweep, digit_score=score, reader=at_training
-            )
-        cli.announce(fallbacks)
-    return {"test_accuracy": test.accuracy, "test_loss": test.loss, "val_accuracy": validation.accuracy}
+
+def _run_opener(
+    cfg: DictConfig,
+    hydra_output_dir: str | None,
+    sweep: dict,
+    begin: Start | None,
+    network: Network,
+    digits: Digits,
+    distribution: Distribution,
+    fallbacks: list[str],
+    policy: tuple[str, str],
+) -> Callable[[], str]:
+    """What opens the run and logs what it is, in a thread while the model starts training
+    (src/tracking/opening.py); it returns the run's id."""
+    from src import tracking
+
+    name = cfg.tracking.run_name or sweep.get("run_name") or cfg.backbone.name
+    tags = {**cfg.tracking.tags, **sweep.get("tags", {})}
+
+    def open_run() -> str:
+        tracking.use_store(cfg.tracking)
+        active = tracking.start_run(name, sweep.get("parent_run_id"), tags, run_id=cfg.training.resume)
+        tracking.log_setup(cfg, hydra_output_dir, network.model, digits, distribution, fallbacks, policy)
+        if begin:
+            tracking.log_init_from(begin.uri, begin.run_id)
+        return active.info.run_id
+
+    return open_run
+
+
+def _start_digit_score_crops(cfg: DictConfig, digits: Digits, at_training: bool) -> Future[Crops | None]:
+    """The digit score: fitted by the model's first reader (training.digit_score.when=read,
+    src/training/digit_score.py: fitted_when_read), or at the end of training. Its crops are cut while
+    the model trains: started here, not earlier, they would hold back the start-up's Python (the first
+    step came 3 s later)."""
+    from src.training.digit_score import cut_in_background
+
+    sample = cfg.training.digit_score.sample if at_training else 0
+    return cut_in_background(digits, sample, cfg.training.seed, cfg.training.feature_cache_dir)
+
+
+def _evaluate(
+    cfg: DictConfig, network: Network, route: Route, digits: Digits
+) -> tuple[Evaluation, Evaluation]:
+    """The trained model scored on validation (calibrated, the calibration folded into the model) and
+    test, and both logged; returns (validation, test)."""
+    from src import tracking
+    from src.models.scoring import evaluate
+    from src.training import fit
+
+    validation, temperature = fit.score_training(cfg, network, route, digits)
+    test = evaluate(route.trainee, route.inputs["test"], digits.y_test, "test")
+    tracking.log_evaluation(test, images=digits.x_test)
+    if temperature:
+        tracking.log_calibration(temperature, validation, test)
+    log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
+    return validation, test
+
+
+def _fit_digit_score(
+    cfg: DictConfig, network: Network, crops: Future[Crops | None], at_training: bool
+) -> DigitScore | None:
+    """The digit score fitted on the crops cut during training, and logged (None: left to the model's
+    first reader, or none asked for)."""
+    from src import tracking
+    from src.training.digit_score import fit_digit_score
+
+    score = None
+    if at_training:
+        score = fit_digit_score(
+            network.model,
+            crops.result(),
+            cfg.training.digit_score.keep,
+            hidden=cfg.training.digit_score.hidden,
+            seed=cfg.training.seed,
+            keep_cut=cfg.training.digit_score.get("keep_cut"),
+        )
+    elif cfg.training.digit_score.sample:
+        log.info("digit score: left to the model's first reader (training.digit_score.when=read)")
+    tracking.log_digit_score(score)
+    return score
 
 
 def _register_search_sweeper() -> None:
