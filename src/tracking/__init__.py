@@ -2,6 +2,7 @@
 
 - `store`: where the store is and its experiment (and the lock for a shared SQLite file);
 - `runs`: a run's life and what it records, and a sweep's parent and child runs;
+- `scores`: what a trained model scored: evaluations, calibration, the digit score;
 - `opening`: a training's run, opened in a thread while the model starts training;
 - `registry`: registered models, their reading models and the `champion` alias;
 - `records`: what the rest of the code reads or writes by a model's URI or a run's id (nothing outside
@@ -10,8 +11,9 @@
 - `access`: logins to a tracking server and its refusals; `environment`: the machine a run ran on;
 - `plots`: the figures a run logs.
 
-The functions of `store`, `runs` and `registry` are the package's API (`tracking.use_store(cfg)`), loaded
-on first use: importing `src.tracking.access`, `store`, `opening` or `records` alone does not import MLflow.
+The functions of `store`, `runs`, `scores` and `registry` are the package's API
+(`tracking.use_store(cfg)`), loaded on first use: importing `src.tracking.access`, `store`, `opening` or
+`records` alone does not import MLflow.
 """
 
 from __future__ import annotations
@@ -39,14 +41,14 @@ _API = {
     "git_tags": "runs",
     "load_classifier": "registry",
     "load_reading_classifier": "registry",
-    "log_calibration": "runs",
+    "log_calibration": "scores",
     "log_config": "runs",
     "log_dataset": "runs",
-    "keep_digit_score": "runs",
-    "log_digit_score": "runs",
+    "keep_digit_score": "scores",
+    "log_digit_score": "scores",
     "log_distribution": "runs",
     "log_environment": "runs",
-    "log_evaluation": "runs",
+    "log_evaluation": "scores",
     "log_fallbacks": "runs",
     "log_init_from": "runs",
     "log_feature_cache": "runs",
