@@ -204,18 +204,11 @@ def cut_in_background(
     return future
 
 
-def fit_digit_score(
-    model: keras.Model,
-    crops: Crops | None,
-    keep: float,
-    hidden: int = 32,
-    seed: int = 0,
-    keep_cut: float | None = None,
-) -> DigitScore | None:
-    """The digit score of a trained classifier (None: no crops, training.digit_score.sample=0, or the
-    model is not built as features -> top ending in a Dense layer): `hidden` ReLU units between the
-    features and the score (0: a logistic regression). `keep_cut`: the share of validation digits the
-    threshold for cut pieces keeps (None: no separate threshold)."""
+def _fit_on_features(
+    x: np.ndarray, y: np.ndarray, keep: float, hidden: int, seed: int, fitted_on: dict
+) -> DigitScore:
+    """The score fitted on the features `x` (`y`: 1 for a digit), its standardisation folded into its
+    weights; its threshold still to set."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -224,22 +217,7 @@ def fit_digit_score(
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits
 
-    if crops is None:
-        log.info("digit score: skipped (training.digit_score.sample=0)")
-        return None
-    network = reading_network(model)
-    if network is None:
-        log.info("digit score: skipped (no top)")
-        return None
-    start = time.perf_counter()
-    positives, negatives, validation = crops.digits, crops.non_digits, crops.validation
-    # one pass through the network for all of them
-    everything = features_of(network, np.concatenate([positives, *negatives.values(), validation]))
-    featured = time.perf_counter()
-    x, validation_features = everything[: -len(validation)], everything[-len(validation) :]
-    y = np.r_[np.ones(len(positives)), np.zeros(len(x) - len(positives))]
     scaler = StandardScaler().fit(x)
-    fitted_on = {"digits": len(positives), "non_digits": {k: len(v) for k, v in negatives.items()}}
     # the fit's small matrix products run in one BLAS thread: OpenBLAS's threads spin while they wait, so
     # two trainings ending at once on 2 cores (two shells, submitit's local executor) made each fit 5 to 10
     # times slower, 24-52 s against 5 s alone for fast_baseline's 4,000 crops; 6.7-9.7 s with one thread.
@@ -278,6 +256,37 @@ def fit_digit_score(
             kept=keep,
             fitted_on=fitted_on,
         )
+    return score
+
+
+def fit_digit_score(
+    model: keras.Model,
+    crops: Crops | None,
+    keep: float,
+    hidden: int = 32,
+    seed: int = 0,
+    keep_cut: float | None = None,
+) -> DigitScore | None:
+    """The digit score of a trained classifier (None: no crops, training.digit_score.sample=0, or the
+    model is not built as features -> top ending in a Dense layer): `hidden` ReLU units between the
+    features and the score (0: a logistic regression). `keep_cut`: the share of validation digits the
+    threshold for cut pieces keeps (None: no separate threshold)."""
+    if crops is None:
+        log.info("digit score: skipped (training.digit_score.sample=0)")
+        return None
+    network = reading_network(model)
+    if network is None:
+        log.info("digit score: skipped (no top)")
+        return None
+    start = time.perf_counter()
+    positives, negatives, validation = crops.digits, crops.non_digits, crops.validation
+    # one pass through the network for all of them
+    everything = features_of(network, np.concatenate([positives, *negatives.values(), validation]))
+    featured = time.perf_counter()
+    x, validation_features = everything[: -len(validation)], everything[-len(validation) :]
+    y = np.r_[np.ones(len(positives)), np.zeros(len(x) - len(positives))]
+    fitted_on = {"digits": len(positives), "non_digits": {k: len(v) for k, v in negatives.items()}}
+    score = _fit_on_features(x, y, keep, hidden, seed, fitted_on)
     scores = score.score(validation_features)
     score.threshold = float(np.quantile(scores, 1.0 - keep))
     score.kept = float(np.mean(scores >= score.threshold))
