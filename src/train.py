@@ -66,8 +66,9 @@ def train(
         network, policy = _build_network(cfg, begin, digits)
         fallbacks = digits.fallbacks + network.fallbacks
         cli.announce(fallbacks)
-        setup = (network, digits, distribution, fallbacks, policy)
-        open_run = _run_opener(cfg, hydra_output_dir, sweep, begin, *setup)
+        open_run = _run_opener(
+            cfg, hydra_output_dir, sweep, begin, network, digits, distribution, fallbacks, policy
+        )
         # a resumed run is opened first: where its training continues is in the run
         with tracking.opened(open_run, background=not cfg.training.resume) as opening:
             route = routes.choose(cfg, network, digits)  # exact, or the top on cached or echoed features
