@@ -28,6 +28,17 @@ for _name in list(os.environ):
 
 
 @pytest.fixture(autouse=True)
+def _no_model_code_left_on_the_path():
+    """Loading a reading model (`mlflow.pyfunc.load_model`) puts the code it carries, a copy of part of
+    `src/`, first on `sys.path`, for the rest of the process. A process spawned later (a test's own pool)
+    then imported `src` from that copy, which has no `src.reading.folder`, and failed, after whichever
+    test of the same worker had loaded one."""
+    path = list(sys.path)
+    yield
+    sys.path[:] = path
+
+
+@pytest.fixture(autouse=True)
 def _no_registry_left_behind():
     """`mlflow.set_registry_uri` also sets MLFLOW_REGISTRY_URI in the environment, for the processes a test
     starts; left there, the next test's commands resolved `models:/...` in that test's store, whatever
