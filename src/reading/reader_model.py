@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
 
 from src import UserError
+from src.reading import segmentation
 from src.reading.digit_score import DigitScore
 from src.reading.reader import SURE, ModelReader
 
@@ -43,13 +44,7 @@ ARTIFACT = "reader"
 CODE = (
     "__init__.py",
     "reading/__init__.py",
-    "reading/segmentation.py",
-    "reading/picture.py",
-    "reading/paper_and_ink.py",
-    "reading/blobs_and_strokes.py",
-    "reading/shear.py",
-    "reading/cuts.py",
-    "reading/shapes.py",
+    *segmentation.MODULES,
     "reading/reader.py",
     "reading/reader_model.py",
     "reading/digit_score.py",

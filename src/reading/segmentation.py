@@ -59,6 +59,18 @@ from src.reading.picture import MAX_PIXELS, WORK_SIZE, at_work_size, decode, lar
 from src.reading.shapes import measure_shape_prior, shape_prior
 from src.reading.shear import MNIST_SLANT, SLANT_MIN, Shear, line_shear, slant
 
+# The modules a picture is cut by (paths under src/): the reading model carries them as its code, and the
+# crop cache keys its crops on them.
+MODULES = (
+    "reading/segmentation.py",
+    "reading/picture.py",
+    "reading/paper_and_ink.py",
+    "reading/blobs_and_strokes.py",
+    "reading/shear.py",
+    "reading/cuts.py",
+    "reading/shapes.py",
+)
+
 # What this module gives (the steps' names too: callers and registered models' code import them here).
 # A step's constant is read in its own module: change it there (`cuts.DIGIT_SCORE_WEIGHT`), not here.
 __all__ = [

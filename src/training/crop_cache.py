@@ -22,19 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from src.reading import segmentation
+
 log = logging.getLogger(__name__)
 
 # The code the crops come from (paths under src/): the generated pictures, the reader's cutting (segmentation
 # and the steps it reads with), and the two modules that choose and draw them.
 CODE = (
     "data/pictures.py",
-    "reading/segmentation.py",
-    "reading/picture.py",
-    "reading/paper_and_ink.py",
-    "reading/blobs_and_strokes.py",
-    "reading/shear.py",
-    "reading/cuts.py",
-    "reading/shapes.py",
+    *segmentation.MODULES,
     "training/digit_score.py",
     "training/non_digits.py",
     "training/crop_cache.py",
