@@ -258,6 +258,16 @@ class ExportConfig:
     log: bool = MISSING
 
 
+def _probability(cfg: Any) -> None:
+    sure = cfg.sure
+    if isinstance(sure, bool) or not isinstance(sure, int | float) or not 0 < sure <= 1:
+        raise UserError(f"sure: {sure!r} is not a probability > 0 and <= 1 (e.g. sure=0.98)")
+
+
+# What a reading command's values must be beyond their types (src.predict, src.draw)
+READING_SCHEMA: tuple[Rule, ...] = (Checked(_probability), Whole("top", 1))
+
+
 def register_schemas() -> None:
     """Put the schemas in Hydra's ConfigStore, where the commands' YAML files name them in their defaults."""
     from hydra.core.config_store import ConfigStore

@@ -24,6 +24,7 @@ def main(cfg: DictConfig) -> None:
     from src.apps.corrections import Corrections
     from src.apps.drawing_page import create_app
 
+    config.check(cfg, config.READING_SCHEMA)
     classifier = Classifier(cfg.model, cfg.tracking_uri, cfg.sure)
     # relative to where the command runs (Hydra does not change directory)
     corrections = Corrections(cfg.corrections) if cfg.corrections else None

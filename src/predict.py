@@ -62,6 +62,7 @@ config.register_schemas()
 def main(cfg: DictConfig) -> None:
     from src.apps.classifier import Classifier
 
+    config.check(cfg, config.READING_SCHEMA)
     if cfg.images is None or cfg.images == [] or cfg.images == "":
         raise UserError("images: give a picture, a glob or a list, e.g. images=number.png")
     paths = expand(cfg.images)

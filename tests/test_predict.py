@@ -113,3 +113,20 @@ def test_predict_answers_bad_inputs_clearly(digit_model, tmp_path):
 
     result = run_cli("src.predict", f"images={tmp_path}/*.jpg", env=env)
     assert result.returncode == 2 and "nothing matches" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("sure=2", "sure: 2.0 is not a probability > 0 and <= 1"),
+        ("sure=0", "sure: 0.0 is not a probability > 0 and <= 1"),
+        ("top=0", "top: 0 is not a whole number >= 1"),
+    ],
+)
+@pytest.mark.parametrize("command", ["src.predict", "src.draw"])
+def test_a_reading_command_refuses_a_value_out_of_its_range_before_loading_a_model(
+    command, override, message
+):
+    picture = ["images=docs/number.png"] if command == "src.predict" else []
+    result = run_cli(command, "model=models:/no-such-model/1", *picture, override)
+    assert result.returncode == 2 and message in result.stderr and "cannot load" not in result.stderr
