@@ -51,7 +51,10 @@ def test_tensorflow_starts_quietly_and_its_own_errors_stay(tmp_path):
     probe_fails = not glob.glob("/dev/nvidia[0-9]*")  # no NVIDIA device here: TensorFlow's CUDA probe fails
     # without the project's setting the lines are there (the test can fail)
     loud = python(STARTS_TENSORFLOW, clean_env(tmp_path, HANDWRITTEN_DIGITS_TF_NOTES="1"))
-    assert loud.returncode == 0 and "oneDNN custom operations are on" in loud.stderr
+    # which notes TensorFlow writes depends on the machine (oneDNN's only where it turns oneDNN on: not on a
+    # CPU without AVX-512), but some are always there
+    notes = [line for line in NOISE if line in loud.stderr and line != "failed call to cuInit"]
+    assert loud.returncode == 0 and notes, loud.stderr
     assert ("failed call to cuInit" in loud.stderr) is probe_fails
     # a look-up of TensorFlow before its import (as libraries do to see what is installed) changes nothing
     looked_up = "import importlib.util, src; importlib.util.find_spec('tensorflow'); " + STARTS_TENSORFLOW
