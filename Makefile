@@ -25,12 +25,15 @@ install: system  ## create .venv and install the project with its test tools (an
 # handwriting fonts made from people's writing: the reading benchmark's other hands (src/data/other_hands.py)
 HAND_FONTS := fonts-dkg-handwriting fonts-bwht fonts-breip fonts-humor-sans fonts-ecolier-court fonts-dancingscript \
   fonts-klee fonts-rufscript fonts-sjfonts fonts-kaushanscript fonts-seto fonts-yusei-magic
+# other handwriting fonts: digits the recommended model trains on (src/data/training_fonts.py), never measured on
+TRAINING_FONTS := fonts-nanum-extra fonts-tlwg-purisa-ttf fonts-comic-neue fonts-tomsontalks fonts-aoyagi-soseki \
+  fonts-staypuft
 
 system:  ## Debian's Chromium (browser tests, driven headless by Playwright), PostgreSQL (server tests), handwriting fonts
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	for font in $(HAND_FONTS); do dpkg -s $$font >/dev/null 2>&1 || missing="$$missing $$font"; done; \
+	for font in $(HAND_FONTS) $(TRAINING_FONTS); do dpkg -s $$font >/dev/null 2>&1 || missing="$$missing $$font"; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \

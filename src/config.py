@@ -159,6 +159,7 @@ TRAINING_SCHEMA: tuple[Rule, ...] = (
     Number("training.non_digits.share", 0.0, 1.0, low_open=False, when=_non_digits),
     Number("training.non_digits.as_read", 0.0, 1.0, low_open=False, when=_non_digits),
     Number("training.non_digits.pairs", 0.0, 1.0, low_open=False, when=_non_digits),
+    Number("training.non_digits.fonts", 0.0, 1.0, low_open=False, when=_non_digits),
     Whole("training.digit_score.sample", 0),
     Whole("training.digit_score.hidden", 0),
     Choice("training.digit_score.when", ("read", "training")),

@@ -101,6 +101,7 @@ def _start_non_digits(cfg: DictConfig, digits: Digits) -> Pending | None:
         cfg.training.seed,
         cfg.training.feature_cache_dir,  # kept there: the next start with the same digits loads them
         round(shares.get("pairs", 0.0) * len(digits.x_train)),
+        round(shares.get("fonts", 0.0) * len(digits.x_train)),
     )
 
 

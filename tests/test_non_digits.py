@@ -207,3 +207,35 @@ def test_two_digits_written_touching_are_one_crop_labelled_not_a_digit(tmp_path)
     assert again is not None and again.ready is not None  # from the cache
     other = non_digits.start(x, y, 0, 0, 3, tmp_path, pairs=30)
     assert other is not None and other.ready is None and len(other.result()[0]) == 30
+
+
+def test_digits_written_in_the_training_fonts_go_in_with_their_labels(tmp_path):
+    """The training fonts are installed by make install and are none of the fonts the reader is measured
+    on; their digits come cut out as a reader cuts a picture of one digit, each with its label, and the
+    cache tells a count of them from another."""
+    from src.data import other_hands, training_fonts
+    from tests.conftest import ROOT
+
+    measured = {**other_hands.HAND_FONTS, **other_hands.HELD_OUT_FONTS}.values()
+    assert not {path for _, path, _ in measured} & {
+        path for _, path, _ in training_fonts.TRAINING_FONTS.values()
+    }
+    assert not {package for package, _, _ in measured} & set(training_fonts.PACKAGES)
+    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    line = next(x for x in text.splitlines() if x.startswith("TRAINING_FONTS :="))
+    assert sorted(line.split(":=")[1].split()) == training_fonts.PACKAGES
+    assert training_fonts.available() == {n: p for n, (_, p, _) in training_fonts.TRAINING_FONTS.items()}
+
+    x, y = SAMPLE["x_train"][:100], SAMPLE["y_train"][:100]
+    images, labels = non_digits.crops(x, y, count=0, as_read=0, seed=3, fonts=40)
+    assert images.shape == (40, 28, 28) and sorted(labels) == sorted(list(range(10)) * 4)
+    # shaped as MNIST's digits are: the ink in the 20-pixel box, its centre of mass at the centre
+    for image in images:
+        rows, cols = np.flatnonzero(image.max(axis=1) > 64), np.flatnonzero(image.max(axis=0) > 64)
+        assert max(np.ptp(rows), np.ptp(cols)) + 1 <= 22 and image.max() == 255
+    pending = non_digits.start(x, y, 0, 0, 3, tmp_path, fonts=40)
+    assert pending is not None and len(pending.result()[0]) == 40
+    again = non_digits.start(x, y, 0, 0, 3, tmp_path, fonts=40)
+    assert again is not None and again.ready is not None
+    other = non_digits.start(x, y, 0, 0, 3, tmp_path, fonts=30)
+    assert other is not None and other.ready is None and len(other.result()[0]) == 30

@@ -126,6 +126,7 @@ ADDED_KEYS = {
     "backbone.min_input_size": 32,  # before it, every backbone took 32x32 pictures at least
     "training.digit_score.when": "training",  # before it, the digit score was fitted at training
     "training.non_digits.pairs": 0.0,  # before it, no pairs of digits trained as non-digits
+    "training.non_digits.fonts": 0.0,  # before it, no digits of the training fonts
 }
 
 

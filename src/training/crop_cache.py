@@ -27,9 +27,10 @@ from src.reading import segmentation
 log = logging.getLogger(__name__)
 
 # The code the crops come from (paths under src/): the generated pictures, the reader's cutting (segmentation
-# and the steps it reads with), and the two modules that choose and draw them.
+# and the steps it reads with), the training fonts' digits, and the two modules that choose and draw them.
 CODE = (
     "data/pictures.py",
+    "data/training_fonts.py",
     *segmentation.MODULES,
     "training/digit_score.py",
     "training/non_digits.py",

@@ -16,7 +16,9 @@ written on paper (`written`: at a random size, wider or narrower, some turned) a
 beside them with their labels. Drawn only at a random size, as the digit score's digits are, they left
 wide, slanted and varied numbers read sure much less often than before (validation numbers: wide 41% ->
 21%); written so, as often as before. `pairs`: two training digits written touching, cut out as one crop,
-go in as non-digits too, so that a pair of joined digits read as one digit is doubted.
+go in as non-digits too, so that a pair of joined digits read as one digit is doubted. `fonts`: digits
+written in handwriting fonts of other people than MNIST's writers (src/data/training_fonts.py, a training
+source the reader is never measured on), cut out as a reader cuts them, go in with their labels.
 
 The crops are cut in another process that starts before TensorFlow is imported (`start`), so on a 2-core
 machine they are cut while the command starts up, and kept on disk (src/training/crop_cache.py, under
@@ -46,11 +48,11 @@ NOT_A_DIGIT = 10  # the label of a generated non-digit in the training split
 
 
 def crops(
-    x: np.ndarray, y: np.ndarray, count: int, as_read: int, seed: int, pairs: int = 0
+    x: np.ndarray, y: np.ndarray, count: int, as_read: int, seed: int, pairs: int = 0, fonts: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`count` non-digits, `pairs` of the digits `x` written touching, and `as_read` of them alone (labels
-    `y`), cut out as a reader cuts them: (N, 28, 28) uint8 crops and their labels (NOT_A_DIGIT for a
-    non-digit, a pair included)."""
+    """`count` non-digits, `pairs` of the digits `x` written touching, `as_read` of them alone (labels
+    `y`) and `fonts` digits written in the training fonts, cut out as a reader cuts them: (N, 28, 28) uint8
+    crops and their labels (NOT_A_DIGIT for a non-digit, a pair included)."""
     from src.data.pictures import non_digits
     from src.training.digit_score import printed_letters, reader_crops
 
@@ -69,6 +71,9 @@ def crops(
         if len(cut):
             digits.append(cut[0])
             labels.append(int(y[index]))
+    for image, label in font_digits(rng, fonts):
+        digits.append(image)
+        labels.append(label)
     images = (
         np.stack([*digits, *found]).astype(np.uint8) if digits or found else np.zeros((0, 28, 28), np.uint8)
     )
@@ -94,6 +99,23 @@ def touching_pairs(x: np.ndarray, rng: np.random.Generator, count: int) -> list[
     return found
 
 
+def font_digits(rng: np.random.Generator, count: int) -> list[tuple[np.ndarray, int]]:
+    """`count` digits written in the training fonts installed here, the fonts and digits taken in turn, each
+    cut out as a reader cuts a picture of one digit (every blob of it together), with its label. None
+    where no training font is installed (`make install` installs them)."""
+    from src.data import training_fonts
+    from src.reading.one_digit import digit_of
+
+    fonts = sorted(training_fonts.available().values())
+    if count and not fonts:
+        log.warning("non-digits: no training font is installed (make install installs them): none written")
+    found = []
+    for k in range(count if fonts else 0):
+        digit = k % 10
+        found.append((digit_of(training_fonts.font_digit(digit, fonts[(k // 10) % len(fonts)], rng)), digit))
+    return found
+
+
 def written(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A training digit as a hand writes it on paper (gray, 0 ink .. 255 paper): 30 to 90 pixels tall,
     0.8 to 1.6 times as wide as it was, and half of them turned by up to 12 degrees either way."""
@@ -116,12 +138,13 @@ def _cut(
     seed: int,
     path: Path | None = None,
     pairs: int = 0,
+    fonts: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The crops and the seconds they took, kept at `path` (a crop cache's file) when given."""
     from src.training import crop_cache
 
     start = time.perf_counter()
-    images, labels = crops(x, y, count, as_read, seed, pairs)
+    images, labels = crops(x, y, count, as_read, seed, pairs, fonts)
     if path is not None:
         crop_cache.save(path, {"images": images, "labels": labels})
     return images, labels, time.perf_counter() - start
@@ -153,6 +176,7 @@ def cache_path(
     cache_dir: str | Path | None,
     as_read: int,
     pairs: int = 0,
+    fonts: int = 0,
 ) -> Path | None:
     """Where the crops cut from the chosen digits `x` (labels `y`) are kept (None: no cache)."""
     from src.training import crop_cache
@@ -162,6 +186,8 @@ def cache_path(
     parts = {"digits": crop_cache.array_digest(x, y), "count": count, "as_read": as_read, "seed": seed}
     if pairs:
         parts["pairs"] = pairs
+    if fonts:
+        parts["fonts"] = fonts
     return crop_cache.path_for(cache_dir, "non_digits", parts)
 
 
@@ -173,6 +199,7 @@ def start(
     seed: int,
     cache_dir: str | Path | None = None,
     pairs: int = 0,
+    fonts: int = 0,
 ) -> Pending | None:
     """The crops from the cache under `cache_dir` (src/training/crop_cache.py), or start cutting them in
     another process (None: nothing to cut). A fresh interpreter ("spawn"): it imports numpy, Pillow and
@@ -180,15 +207,15 @@ def start(
     daemonic worker of a launcher), they are cut in this one when they are needed."""
     from src.training import crop_cache
 
-    if not count and not as_read and not pairs:
+    if not count and not as_read and not pairs and not fonts:
         return None
     # only the digits that are cut go to the other process (those written alone, and those of the pairs)
     chosen = np.random.default_rng([seed, NOT_A_DIGIT, 1]).choice(
         len(x), min(max(as_read, 4 * pairs), len(x)), replace=False
     )
     as_read = min(as_read, len(chosen))
-    path = cache_path(x[chosen], y[chosen], count, seed, cache_dir, as_read, pairs)
-    arguments = (x[chosen], y[chosen], count, as_read, seed, path, pairs)
+    path = cache_path(x[chosen], y[chosen], count, seed, cache_dir, as_read, pairs, fonts)
+    arguments = (x[chosen], y[chosen], count, as_read, seed, path, pairs, fonts)
     found = crop_cache.load(path) if path is not None else None
     if found is not None:
         log.info("non-digits: %d crops from the cache (%s)", len(found["labels"]), path)
