@@ -344,7 +344,6 @@ def fitted_when_read(uri: str, model: keras.Model) -> DigitScore | None:
     model fitted its score at training (it is in its metadata) or has none."""
     import json
 
-    from src import tracking
     from src.tracking import records
 
     run_id = records.run_of_model(uri)
@@ -373,15 +372,17 @@ def fitted_when_read(uri: str, model: keras.Model) -> DigitScore | None:
     if score is None:
         return None
     log.info("digit score: fitted for %s on its first read in %.1f s", uri, time.perf_counter() - start)
-    tracking.keep_digit_score(run_id, record(score), name)
+    from src.tracking import registry, scores  # MLflow is loaded: the classifier came from it
+
+    scores.keep_digit_score(run_id, record(score), name)
     reader, registered = cfg.tracking.get("reader_model"), cfg.tracking.get("registered_model")
     if reader and registered:
         from src.reading.reader_model import log_reader
 
-        reading = functools.partial(
-            log_reader, model, digit_score=score
-        )  # the flavour, given to the registry
-        tracking.register_reader(reading, run_id, registered, reader)
+        # the reading model's flavour logs it; the registry registers what it logged
+        registry.register_reader(
+            functools.partial(log_reader, model, digit_score=score), run_id, registered, reader
+        )
     return score
 
 
