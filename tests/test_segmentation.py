@@ -75,6 +75,21 @@ def test_touching_digits_stay_one_blob_with_a_cut_offered_where_they_meet():
     assert any(abs(blob.box[0] + c - meet) < 15 for c in cuts), (cuts, meet - blob.box[0])
 
 
+def test_a_bold_stroke_is_not_cut_down_its_length():
+    """A bold 1 (a soft scan's, a thick pen's) is as wide as half its height: a cut down its stem read it
+    as "11". Touching digits meet in a short stretch, and keep their cut (the test above)."""
+    from src.data.other_hands import uci_scans
+
+    assert segmentation.cut_candidates(np.ones((60, 34), bool)) == []  # a stem 34 px wide
+    bold_one = np.zeros((60, 44), bool)
+    bold_one[:, 10:] = True
+    bold_one[:14, :10] = True  # a flag: a cut may take it off, none goes down the stem
+    assert all(x < 10 for x in segmentation.cut_candidates(bold_one))
+    ones = [w.gray for w in uci_scans() if w.number == "1"]
+    uncut = [not segmentation.cut_candidates(segmentation.blobs(segmentation.ink(g))[0].mask) for g in ones]
+    assert np.mean(uncut) >= 0.85  # 76% with a cut down any column of ink
+
+
 def test_a_stroke_broken_off_a_digit_joins_it():
     canvas = _paper(300, 160)
     canvas[30:130, 60:70] = 0  # a tall stroke
