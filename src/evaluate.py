@@ -41,6 +41,8 @@ def evaluate_registered(
     with distribute.tensorflow_setting(cfg) as distribution:
         from src.models import networks, precision
         from src.models.scoring import evaluate
+        from src.results import Setup
+        from src.tracking.recorder import Recorder
         from src.training import fit
 
         fit.set_seed(cfg.training)
@@ -51,13 +53,13 @@ def evaluate_registered(
         model = load_registered(uri)
         cli.announce(digits.fallbacks)
 
-        tracking.use_store(cfg.tracking)
-        name = cfg.tracking.run_name or sweep.get("run_name") or cfg.backbone.name
-        tags = {**cfg.tracking.tags, **sweep.get("tags", {})}
-        with tracking.run(name, sweep.get("parent_run_id"), tags):
-            tracking.log_setup(cfg, hydra_output_dir, model, digits, distribution, digits.fallbacks, policy)
+        size = networks.count_params(model)
+        setup = Setup(
+            size, digits.record(), distribution.replicas, distribution.devices, digits.fallbacks, policy
+        )
+        with Recorder(cfg, hydra_output_dir, sweep).opened(setup, background=False) as recorder:
             test = evaluate(model, digits.x_test[..., None], digits.y_test, "test")
-            tracking.log_evaluation(test, images=digits.x_test)
+            recorder.evaluation(test, images=digits.x_test)
             log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
         cli.announce(digits.fallbacks)
     return {"test_accuracy": test.accuracy, "test_loss": test.loss}

@@ -16,9 +16,42 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from src import cli
-from src.tracking.rebuild import prepare
+from src import UserError, cli
+from src.tracking import rebuild
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+log = logging.getLogger("src.rerun")
+
+
+def prepare(argv: list[str]) -> list[str]:
+    """Everything but the training: the arguments for the training entry point (the run's config rebuilt
+    from its record by src/tracking/rebuild.py, its data checked here)."""
+    return rebuild.prepare(argv, check_data)
+
+
+def check_data(cfg: DictConfig, tags: Mapping[str, str], allow_other_data: bool) -> str:
+    """The digest of the data this run would use against the one the run recorded."""
+    from src.reading.folder import load_data
+
+    digest = load_data(cfg.data, strict=cfg.strict).digest
+    then = tags.get("data.digest")
+    if then == digest:
+        return digest
+    message = (
+        f"the run had no data digest; this data's is {digest}"
+        if not then
+        else f"the data differs from the run's: digest {digest}, the run's {then} "
+        f"({tags.get('data.name', '?')} from {tags.get('data.source', '?')})"
+    )
+    if not allow_other_data:
+        raise UserError(f"{message}; allow_other_data=true re-runs on it anyway")
+    log.warning("%s (allow_other_data=true)", message)
+    return digest
 
 
 @cli.command()

@@ -8,7 +8,6 @@ second. `training.enabled=false` evaluates a registered model instead (as python
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import hydra
@@ -19,10 +18,14 @@ from src import cli
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    import keras
+
     from src.data import Digits
     from src.models.networks import Network
     from src.models.scoring import Evaluation
     from src.reading.digit_score import DigitScore
+    from src.results import Setup
+    from src.tracking.recorder import Recorder
     from src.training.digit_score import Crops
     from src.training.distribute import Distribution
     from src.training.init_from import Start
@@ -61,27 +64,29 @@ def train(
         tracking.use_store(cfg.tracking, create=False)
         tracking.check_resumable(cfg.training.resume, fit.checkpoint_dir(cfg, cfg.training.resume))
     with distribute.tensorflow_setting(cfg) as distribution:
+        from src.tracking.recorder import Recorder
         from src.training import routes
+        from src.training.callbacks import TrialPruned
 
         network, policy = _build_network(cfg, begin, digits)
         fallbacks = digits.fallbacks + network.fallbacks
         cli.announce(fallbacks)
-        open_run = _run_opener(
-            cfg, hydra_output_dir, sweep, begin, network, digits, distribution, fallbacks, policy
-        )
+        setup = _setup(network.model, digits, distribution, fallbacks, policy, begin)
         # a resumed run is opened first: where its training continues is in the run
-        with tracking.opened(open_run, background=not cfg.training.resume) as opening:
+        with Recorder(cfg, hydra_output_dir, sweep).opened(setup, not cfg.training.resume) as recorder:
             route = routes.choose(cfg, network, digits)  # exact, or the top on cached or echoed features
-            checkpoints = fit.checkpoints(cfg, opening)
+            recorder.route(route.name, route.why, route.feature_cache)
+            checkpoints = fit.checkpoints(cfg, recorder.run_id)
             at_training = cfg.training.digit_score.get("when", "training") == "training"
             crops = _start_digit_score_crops(cfg, digits, at_training)
-            fit.fit_route(cfg, route, digits, checkpoints, sweep, non_digits=extra)
-            validation, test = _evaluate(cfg, network, route, digits)
-            score = _fit_digit_score(cfg, network, crops, at_training)
+            trained = fit.fit_route(cfg, route, digits, checkpoints, sweep, non_digits=extra, sink=recorder)
+            recorder.training(trained)
+            if trained.pruned:
+                raise TrialPruned(trained.pruned)
+            validation, test = _evaluate(cfg, network, route, digits, recorder)
+            score = _fit_digit_score(cfg, network, crops, at_training, recorder)
             # a sweep promotes at its end; a score left to the first reader registers the reading model then
-            tracking.register(
-                network.model, cfg.tracking, promote=not sweep, digit_score=score, reader=at_training
-            )
+            _register(network, score, at_training, not sweep, recorder)
         cli.announce(fallbacks)
     return {"test_accuracy": test.accuracy, "test_loss": test.loss, "val_accuracy": validation.accuracy}
 
@@ -118,33 +123,27 @@ def _build_network(cfg: DictConfig, begin: Start | None, digits: Digits) -> tupl
     return init_from.build_network(cfg, begin), policy
 
 
-def _run_opener(
-    cfg: DictConfig,
-    hydra_output_dir: str | None,
-    sweep: dict,
-    begin: Start | None,
-    network: Network,
+def _setup(
+    model: keras.Model,
     digits: Digits,
     distribution: Distribution,
     fallbacks: list[str],
     policy: tuple[str, str],
-) -> Callable[[], str]:
-    """What opens the run and logs what it is, in a thread while the model starts training
-    (src/tracking/opening.py); it returns the run's id."""
-    from src import tracking
+    begin: Start | None = None,
+) -> Setup:
+    """What the run is before it fits or scores anything, as its recorder logs it as it opens."""
+    from src.models.networks import count_params
+    from src.results import Setup
 
-    name = cfg.tracking.run_name or sweep.get("run_name") or cfg.backbone.name
-    tags = {**cfg.tracking.tags, **sweep.get("tags", {})}
-
-    def open_run() -> str:
-        tracking.use_store(cfg.tracking)
-        active = tracking.start_run(name, sweep.get("parent_run_id"), tags, run_id=cfg.training.resume)
-        tracking.log_setup(cfg, hydra_output_dir, network.model, digits, distribution, fallbacks, policy)
-        if begin:
-            tracking.log_init_from(begin.uri, begin.run_id)
-        return active.info.run_id
-
-    return open_run
+    return Setup(
+        count_params(model),
+        digits.record(),
+        distribution.replicas,
+        distribution.devices,
+        fallbacks,
+        policy,
+        (begin.uri, begin.run_id) if begin else None,
+    )
 
 
 def _start_digit_score_crops(cfg: DictConfig, digits: Digits, at_training: bool) -> Future[Crops | None]:
@@ -159,30 +158,31 @@ def _start_digit_score_crops(cfg: DictConfig, digits: Digits, at_training: bool)
 
 
 def _evaluate(
-    cfg: DictConfig, network: Network, route: Route, digits: Digits
+    cfg: DictConfig, network: Network, route: Route, digits: Digits, recorder: Recorder
 ) -> tuple[Evaluation, Evaluation]:
-    """The trained model scored on validation (calibrated, the calibration folded into the model) and
-    test, and both logged; returns (validation, test)."""
-    from src import tracking
+    """The trained model scored on the training sample, validation (calibrated, the calibration folded
+    into the model) and test, all recorded; returns (validation, test)."""
+    from src.models import calibration
     from src.models.scoring import evaluate
     from src.training import fit
 
-    validation, temperature = fit.score_training(cfg, network, route, digits)
+    train_scores, validation, temperature = fit.score_training(cfg, network, route, digits)
+    recorder.evaluation(train_scores, prefix="final_train_")
+    recorder.evaluation(validation, prefix="final_val_")
     test = evaluate(route.trainee, route.inputs["test"], digits.y_test, "test")
-    tracking.log_evaluation(test, images=digits.x_test)
+    recorder.evaluation(test, images=digits.x_test)
     if temperature:
-        tracking.log_calibration(temperature, validation, test)
+        recorder.calibration(calibration.summary(temperature, validation, test))
     log.info("test accuracy %.4f, test loss %.4f", test.accuracy, test.loss)
     return validation, test
 
 
 def _fit_digit_score(
-    cfg: DictConfig, network: Network, crops: Future[Crops | None], at_training: bool
+    cfg: DictConfig, network: Network, crops: Future[Crops | None], at_training: bool, recorder: Recorder
 ) -> DigitScore | None:
-    """The digit score fitted on the crops cut during training, and logged (None: left to the model's
+    """The digit score fitted on the crops cut during training, and recorded (None: left to the model's
     first reader, or none asked for)."""
-    from src import tracking
-    from src.training.digit_score import fit_digit_score
+    from src.training.digit_score import fit_digit_score, record
 
     score = None
     if at_training:
@@ -196,8 +196,27 @@ def _fit_digit_score(
         )
     elif cfg.training.digit_score.sample:
         log.info("digit score: left to the model's first reader (training.digit_score.when=read)")
-    tracking.log_digit_score(score)
+    recorder.digit_score(record(score) if score is not None else None)
     return score
+
+
+def _register(
+    network: Network, score: DigitScore | None, reader: bool, promote: bool, recorder: Recorder
+) -> None:
+    """The model registered with its digit score (and, with `reader`, its reading model: its flavour,
+    src/reading/reader_model.py), and with `promote` offered the champion alias."""
+    import functools
+
+    from src.data import IMAGE_SHAPE, NUM_CLASSES
+    from src.training.digit_score import record
+
+    log_reader = None
+    if reader:
+        from src.reading.reader_model import log_reader as flavour
+
+        log_reader = functools.partial(flavour, network.model, digit_score=score)
+    kept = record(score) if score is not None else None
+    recorder.register(network.model, (IMAGE_SHAPE, NUM_CLASSES), promote, kept, log_reader)
 
 
 def _register_search_sweeper() -> None:

@@ -154,3 +154,22 @@ def test_the_bench_measures_the_library_from_outside():
     assert any("src" in _project_imports(path) for path in bench)
     packaged = re.search(r"\[tool.setuptools.packages.find\][^\[]*include = (\[[^\]]*\])", PYPROJECT, re.S)
     assert packaged and "bench" not in packaged.group(1), "the bench is installed with the library"
+
+
+# what tracking records comes as results (src/results.py); it knows runs, models and the store, not digits
+DOMAIN = ("src.data", "src.models", "src.training", "src.reading", "src.apps", "src.sweeps", "src.cli")
+
+
+def test_tracking_imports_no_domain_package():
+    graph, layers = _imports(), _layers()
+    commands = {m for m in graph if m.count(".") == 1 and _layer_of(m, layers) is None}
+    assert "src.train" in commands and "src.results" not in commands
+    wrong = sorted(
+        f"{module} -> {other}"
+        for module, imported in graph.items()
+        if module == "src.tracking" or module.startswith("src.tracking.")
+        for other in imported
+        if other.startswith(tuple(f"{d}." for d in DOMAIN)) or other in DOMAIN or other in commands
+    )
+    assert not wrong, "tracking imports the domain: " + ", ".join(wrong)
+    assert layers["src.tracking"] < min(layers[d] for d in DOMAIN if d in layers)

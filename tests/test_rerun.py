@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from src import UserError, compare
+from src import UserError, compare, rerun
 from src.data import SAMPLE_PATH
 from src.tracking import rebuild
 from tests.conftest import new_store, run_cli, use_store
@@ -107,9 +107,9 @@ def test_a_rerun_computes_in_the_precision_the_run_used(recorded):
         client.set_tag(run_id, "precision", "mixed_bfloat16")
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("MLFLOW_TRACKING_URI", recorded["uri"])
-            arguments = rebuild.prepare([f"run_id={run_id}"])
+            arguments = rerun.prepare([f"run_id={run_id}"])
             assert "training.precision=mixed_bfloat16" in arguments
-            given = rebuild.prepare([f"run_id={run_id}", "training.precision=float32"])
+            given = rerun.prepare([f"run_id={run_id}", "training.precision=float32"])
             assert "training.precision=float32" in given and "training.precision=mixed_bfloat16" not in given
     finally:
         client.set_tag(run_id, "precision", used)

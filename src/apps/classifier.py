@@ -18,11 +18,13 @@ class Classifier(ModelReader):
     """A classifier (`load_classifier`) loaded once, reading pictures."""
 
     def __init__(self, uri: str, tracking_uri: str | None = None, sure: float = SURE):
+        from src.reading.digit_score import DigitScore
         from src.tracking import load_reading_classifier
         from src.training.digit_score import fitted_when_read
 
         start = time.perf_counter()
-        model, digit_score = load_reading_classifier(uri, tracking_uri)
+        model, metadata = load_reading_classifier(uri, tracking_uri)
+        digit_score = DigitScore.from_metadata(metadata)
         if digit_score is None:  # a training that left it to its first reader: kept in its run, or fitted now
             digit_score = fitted_when_read(uri, model)
         super().__init__(model, sure, digit_score)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from src import UserError
+from src.results import Data
 
 if TYPE_CHECKING:
     import keras
@@ -53,6 +54,15 @@ class Digits:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
+
+    def record(self) -> Data:
+        """The digits as a run records them (src/results.py)."""
+        splits = {
+            "training": (self.x_train, self.y_train),
+            "validation": (self.x_val, self.y_val),
+            "test": (self.x_test, self.y_test),
+        }
+        return Data(self.name, self.source, self.digest, self.sizes(), splits)
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:

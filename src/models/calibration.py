@@ -15,8 +15,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from src.results import Calibration
+
 if TYPE_CHECKING:
     import keras
+
+    from src.results import Evaluation
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +90,20 @@ def fold(layer: keras.layers.Dense, temperature: float) -> None:
     layer.kernel.assign(layer.kernel / temperature)
     if layer.use_bias:
         layer.bias.assign(layer.bias / temperature)
+
+
+def summary(temperature: float, validation: Evaluation, test: Evaluation) -> Calibration:
+    """The fitted temperature with the 15-bin expected calibration error of validation and test before
+    and after it (`val_ece_before`, `val_ece`, ...) and their reliability curves; the evaluations' are
+    the calibrated probabilities."""
+    curves = {}
+    metrics = {"temperature": temperature}
+    for prefix, evaluation in (("val", validation), ("test", test)):
+        before = scale(evaluation.probabilities, 1.0 / temperature)
+        metrics[f"{prefix}_ece_before"] = expected_calibration_error(before, evaluation.labels)
+        metrics[f"{prefix}_ece"] = expected_calibration_error(evaluation.probabilities, evaluation.labels)
+        curves[evaluation.split] = {
+            "before": reliability(before, evaluation.labels),
+            f"after (T={temperature:.2f})": reliability(evaluation.probabilities, evaluation.labels),
+        }
+    return Calibration(temperature, metrics, curves)

@@ -72,6 +72,14 @@ class DigitScore:
         z = x @ weights + self.bias
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
+    def metrics(self) -> dict[str, float]:
+        """Its thresholds and the shares of validation digits they keep, as a run records them."""
+        metrics = {"digit_score_threshold": self.threshold, "digit_score_val_kept": self.kept}
+        if self.cut_threshold is not None and self.kept_cut is not None:
+            metrics["digit_score_cut_threshold"] = self.cut_threshold
+            metrics["digit_score_val_kept_cut"] = self.kept_cut
+        return metrics
+
     def to_metadata(self) -> dict:
         """As the model's metadata keeps it: the weights as base64 of little-endian float32 (tens of
         thousands of numbers would make the MLmodel file long)."""

@@ -5,10 +5,10 @@ migrating a SQLite database), starting the run and logging its setup (config, en
 before training, it was a third of a command's start-up. Importing at the same time as TensorFlow does
 not help (both hold the interpreter's lock: 8.6 s together against 7.4 s one after the other), but
 training does not hold it: TensorFlow's kernels run in C++. So the run is opened in a thread started just
-before training, and the main thread does not touch MLflow until it needs the run: what it logs
-meanwhile (the route, the first step's time) is held and logged in order once the run is open, and the
-epoch logger waits for the run at the first epoch's end. A run that fails or is interrupted before then
-still ends FAILED or KILLED: the context waits for the run first.
+before training (by the recorder, src/tracking/recorder.py), and the main thread does not touch MLflow
+until it needs the run: what it records meanwhile (the route, the first step's time) is held and logged
+in order once the run is open, and the first epoch's metrics wait for the run. A run that fails or is
+interrupted before then still ends FAILED or KILLED: the context waits for the run first.
 
 The main thread must not import MLflow while the thread does (it would wait on the import lock), so
 nothing here, nor in what it calls before `wait`, imports MLflow at module level.
@@ -123,6 +123,6 @@ def when_open(call: Callable[[], None]) -> None:
 
 
 def wait_open() -> None:
-    """Wait for the run being opened, if any (the epoch logger, before it logs an epoch)."""
+    """Wait for the run being opened, if any."""
     if _CURRENT is not None:
         _CURRENT.wait()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -264,26 +264,6 @@ def check_code(tags: Mapping[str, str], same_code: bool) -> None:
     log.warning("%s; the numbers may differ (same_code=true refuses this)", message)
 
 
-def check_data(cfg: DictConfig, tags: Mapping[str, str], allow_other_data: bool) -> str:
-    """The digest of the data this run would use against the one the run recorded."""
-    from src.reading.folder import load_data
-
-    digest = load_data(cfg.data, strict=cfg.strict).digest
-    then = tags.get("data.digest")
-    if then == digest:
-        return digest
-    message = (
-        f"the run had no data digest; this data's is {digest}"
-        if not then
-        else f"the data differs from the run's: digest {digest}, the run's {then} "
-        f"({tags.get('data.name', '?')} from {tags.get('data.source', '?')})"
-    )
-    if not allow_other_data:
-        raise UserError(f"{message}; allow_other_data=true re-runs on it anyway")
-    log.warning("%s (allow_other_data=true)", message)
-    return digest
-
-
 def split_hydra_args(args: list[str]) -> tuple[list[str], list[str]]:
     """The task overrides, and Hydra's own flags and overrides (--cfg job, hydra.run.dir=...)."""
     task, hydra_args = [], []
@@ -303,7 +283,12 @@ def _key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
 
-def prepare(argv: list[str]) -> list[str]:
+# what checks the data a re-run would use against the run's (its tags: data.digest, ...): the command's
+# (src/rerun.py), which may load data; given allow_other_data, a difference is only a warning
+CheckData = Callable[[DictConfig, Mapping[str, str], bool], object]
+
+
+def prepare(argv: list[str], check_data: CheckData) -> list[str]:
     """Everything but the training: the arguments for the training entry point."""
     options, extra = parse(argv)
     task, hydra_args = split_hydra_args(extra)
@@ -320,7 +305,7 @@ def prepare(argv: list[str]) -> list[str]:
     mlflow.set_registry_uri(store)
     access.check_login(store)
     with access.refusals(store):
-        return _arguments(options, task, hydra_args, store)
+        return _arguments(options, task, hydra_args, store, check_data)
 
 
 def _precision_used(cfg: DictConfig, tags: Mapping[str, str], given: set[str]) -> list[str]:
@@ -334,7 +319,9 @@ def _precision_used(cfg: DictConfig, tags: Mapping[str, str], given: set[str]) -
     return [f"training.precision={used}"]
 
 
-def _arguments(options: dict, task: list[str], hydra_args: list[str], store: str) -> list[str]:
+def _arguments(
+    options: dict, task: list[str], hydra_args: list[str], store: str, check_data: CheckData
+) -> list[str]:
     import mlflow
 
     from src import config

@@ -1,5 +1,6 @@
 """What the rest of the code reads from the store, or writes to it, by a model's URI or a run's id: a
-model's record and weights, a registered version pinned, an experiment, a run's metrics and figures.
+model's record and weights, a registered version pinned, an experiment, a run's config, metrics and
+figures.
 
 Outside src/tracking/, nothing imports MLflow itself (tests/test_architecture.py keeps the list of the
 modules still waiting to move). MLflow is imported inside each function: importing this module does not
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     import keras
     from matplotlib.figure import Figure
     from mlflow.entities import Metric, Run
+    from omegaconf import DictConfig
 
 __all__ = ["Metric", "NotFound", "Run"]  # MLflow's types of what is read here, for type hints elsewhere
 
@@ -50,6 +52,18 @@ def run_of_model(uri: str) -> str | None:
         return model_info(uri).run_id or None
     except NotFound:
         return None
+
+
+def run_config(run_id: str) -> DictConfig | None:
+    """The config a run logged (config/config.yaml), None where it has none."""
+    from omegaconf import DictConfig, OmegaConf
+
+    text = run_text(run_id, "config/config.yaml")  # none: logged another way
+    if text is None:
+        return None
+    cfg = OmegaConf.create(text)
+    assert isinstance(cfg, DictConfig), f"{run_id}: its config is not a mapping"
+    return cfg
 
 
 def run_text(run_id: str, path: str) -> str | None:

@@ -1,42 +1,45 @@
-"""The model registry: a trained model logged with its signature and registered (with its reading model),
-and the `champion` alias that only a better validation score moves."""
+"""The model registry: a trained model logged with its signature and registered (with its reading model,
+logged by its flavour: src/reading/reader_model.py, handed in as `log_reader`), and the `champion` alias
+that only a better validation score moves."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
 from omegaconf import DictConfig
 
 from src import UserError
-from src.data import IMAGE_SHAPE, NUM_CLASSES
 from src.tracking.store import retry_races
 
 if TYPE_CHECKING:
     import keras
     from mlflow.models import ModelSignature
 
-    from src.reading.digit_score import DigitScore
-
 log = logging.getLogger(__name__)
 
 
 MODEL_ARTIFACT = "model"
 CHAMPION = "champion"
+# what logs a classifier's reading model in the active run, given its pip requirements; returns its
+# ModelInfo (src/reading/reader_model.py: log_reader, with the classifier and its digit score)
+LogReader = Callable[[list[str]], Any]
 
 
-def model_signature() -> ModelSignature:
-    """What the logged model takes and gives: raw MNIST digits in, 10 class probabilities out."""
+def model_signature(shapes: tuple[tuple[int, ...], int]) -> ModelSignature:
+    """What the logged model takes and gives: raw digits of shape shapes[0] (uint8) in, shapes[1] class
+    probabilities out."""
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
+    image_shape, classes = shapes
     return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *IMAGE_SHAPE))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES))]),
+        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *image_shape))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, classes))]),
     )
 
 
@@ -56,48 +59,45 @@ def requirements() -> list[str]:
 def log_model(
     model: keras.Model,
     registered_model: str | None,
+    shapes: tuple[tuple[int, ...], int],
     reader_model: str | None = None,
-    digit_score: DigitScore | None = None,
+    metadata: dict | None = None,
+    log_reader: LogReader | None = None,
 ) -> str | None:
-    """Log the Keras model with its signature (and summary) and register it; returns the new version.
-    A `digit_score` (src/reading/digit_score.py) goes into the model's metadata.
+    """Log the Keras model with its signature (`model_signature(shapes)`), summary and `metadata` (its
+    digit score), and register it; returns the new version.
 
-    With `reader_model`, the reading model around it (`src.reading.reader_model`: pictures in, numbers out) is
+    With `reader_model` and `log_reader`, the reading model around it (pictures in, numbers out) is
     logged too and registered under that name, tagged with the classifier version it wraps."""
     lines: list[str] = []
     model.summary(print_fn=lambda line, **_: lines.append(line), expand_nested=True)
     mlflow.log_text("\n".join(lines), "model_summary.txt")
-    metadata = {"digit_score": digit_score.to_metadata()} if digit_score is not None else None
     info = mlflow.keras.log_model(
         model,
         name=MODEL_ARTIFACT,
-        signature=model_signature(),
+        signature=model_signature(shapes),
         pip_requirements=requirements(),
-        metadata=metadata,
+        metadata=metadata or None,
     )
     if not registered_model:
         return None
     version = str(retry_races(mlflow.register_model, info.model_uri, registered_model).version)
     mlflow.set_tag("registered_model", f"{registered_model}/{version}")
     log.info("registered %s version %s", registered_model, version)
-    if reader_model:
-        registered = _log_reader(model, registered_model, version, reader_model, digit_score)
+    if reader_model and log_reader:
+        registered = _log_reader(log_reader, registered_model, version, reader_model)
         mlflow.set_tag("registered_reader", f"{reader_model}/{registered}")
     return version
 
 
-def _log_reader(
-    model: keras.Model, registered_model: str, version: str, reader_model: str, digit_score: DigitScore | None
-) -> str:
-    """Log the reading model around `model` (`registered_model` version `version`) and register it under
-    `reader_model`, tagged with the version it wraps; returns its version."""
+def _log_reader(log_reader: LogReader, registered_model: str, version: str, reader_model: str) -> str:
+    """Log the reading model (`log_reader`) around `registered_model` version `version` and register it
+    under `reader_model`, tagged with the version it wraps; returns its version."""
     import PIL
     import scipy
 
-    from src.reading.reader_model import log_reader
-
     needs = [*requirements(), f"pillow=={PIL.__version__}", f"scipy=={scipy.__version__}"]
-    reader = log_reader(model, needs, digit_score)
+    reader = log_reader(needs)
     wraps = {"classifier": f"{registered_model}/{version}", "classifier_version": version}
     registered = str(retry_races(mlflow.register_model, reader.model_uri, reader_model, tags=wraps).version)
     log.info("registered %s version %s (reads with %s)", reader_model, registered, version)
@@ -105,12 +105,12 @@ def _log_reader(
 
 
 def register_reader(
-    model: keras.Model, run_id: str, registered_model: str, reader_model: str, digit_score: DigitScore | None
+    log_reader: LogReader, run_id: str, registered_model: str, reader_model: str
 ) -> str | None:
-    """The reading model of the classifier that run `run_id` registered, with the digit score fitted on
-    its first read: registered under `reader_model` (unless one wraps that version already), tagged on the
-    run, and given the alias `champion` if its classifier has it. Returns the reader's version (None: the
-    run registered no classifier, or the store refused)."""
+    """The reading model of the classifier that run `run_id` registered (logged by `log_reader`, with the
+    digit score fitted on its first read): registered under `reader_model` (unless one wraps that version
+    already), tagged on the run, and given the alias `champion` if its classifier has it. Returns the
+    reader's version (None: the run registered no classifier, or the store refused)."""
     client = mlflow.MlflowClient()
     try:
         found = client.search_model_versions(f"name = '{registered_model}' and run_id = '{run_id}'")
@@ -120,7 +120,7 @@ def register_reader(
         existing = reader_version(reader_model, registered_model, version)
         if existing is not None:
             return existing
-        registered = _log_reader(model, registered_model, version, reader_model, digit_score)
+        registered = _log_reader(log_reader, registered_model, version, reader_model)
         client.set_tag(run_id, "registered_reader", f"{reader_model}/{registered}")
         if champion_version(registered_model) == version:
             follow_champion(reader_model, registered_model, version)
@@ -227,18 +227,19 @@ def follow_champion(reader_model: str, registered_model: str, champion: str) -> 
 def register(
     model: keras.Model,
     tracking: DictConfig,
+    shapes: tuple[tuple[int, ...], int],
     promote: bool = True,
-    digit_score: DigitScore | None = None,
-    reader: bool = True,
+    metadata: dict | None = None,
+    log_reader: LogReader | None = None,
 ) -> str | None:
-    """Log the trained model (with its digit score) in the active run, register it (and, with `reader`,
-    its reading model) as configured, and with `promote`, offer it the champion alias; the time it took
-    is logged as logging_time_s."""
+    """Log the trained model (with its `metadata`: its digit score) in the active run, register it (and,
+    with `log_reader`, its reading model) as configured, and with `promote`, offer it the champion alias;
+    the time it took is logged as logging_time_s."""
     from src.tracking.runs import log_logging_time
 
     start = time.perf_counter()
-    reader_model = tracking.get("reader_model") if reader else None
-    version = log_model(model, tracking.registered_model, reader_model, digit_score)
+    reader_model = tracking.get("reader_model") if log_reader else None
+    version = log_model(model, tracking.registered_model, shapes, reader_model, metadata, log_reader)
     if version and promote:
         promote_champion(
             tracking.registered_model, **tracking.champion, candidates=[version], reader_model=reader_model
@@ -254,13 +255,10 @@ def load_classifier(uri: str, tracking_uri: str | None = None) -> keras.Model:
     return load_reading_classifier(uri, tracking_uri)[0]
 
 
-def load_reading_classifier(
-    uri: str, tracking_uri: str | None = None
-) -> tuple[keras.Model, DigitScore | None]:
-    """`load_classifier`, with the digit score kept in the model's metadata (None: it has none)."""
+def load_reading_classifier(uri: str, tracking_uri: str | None = None) -> tuple[keras.Model, dict]:
+    """`load_classifier`, with the model's metadata (where a digit score is kept; empty: it has none)."""
     import mlflow
 
-    from src.reading.digit_score import DigitScore
     from src.tracking import access, resolve_uri
 
     store = resolve_uri(tracking_uri)
@@ -275,7 +273,7 @@ def load_reading_classifier(
                 f"model: {uri} is not a Keras classifier (its flavors: {', '.join(info.flavors)}): give a "
                 "classifier, e.g. models:/handwritten-digits@champion (reading models are for serving)"
             )
-        return mlflow.keras.load_model(uri), DigitScore.from_metadata(info.metadata)
+        return mlflow.keras.load_model(uri), dict(info.metadata or {})
     except UserError:
         raise
     except Exception as e:  # MlflowException, OSError, ...: all say "this URI does not give a model"

@@ -11,19 +11,15 @@ import traceback
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from src import UserError
 from src.config import leaves
-from src.data import Digits
+from src.results import Data, Setup
 from src.tracking import access
 from src.tracking.store import retry_races
-
-if TYPE_CHECKING:
-    import keras
 
 log = logging.getLogger(__name__)
 
@@ -149,25 +145,21 @@ def log_distribution(replicas: int, devices: list[str]) -> None:
     mlflow.set_tag("distribute.devices", ", ".join(devices))
 
 
-def log_dataset(digits: Digits) -> None:
+def log_dataset(data: Data) -> None:
     """Name, source, sizes and digest of the data, as MLflow dataset inputs and tags."""
     from mlflow.data.numpy_dataset import from_numpy
 
-    for context, x, y in (
-        ("training", digits.x_train, digits.y_train),
-        ("validation", digits.x_val, digits.y_val),
-        ("test", digits.x_test, digits.y_test),
-    ):
+    for context, (x, y) in data.splits.items():
         with warnings.catch_warnings():  # a local path "can be interpreted in multiple ways"
             warnings.simplefilter("ignore", UserWarning)
-            dataset = from_numpy(x, targets=y, source=digits.source, name=f"{digits.name}-{context}")
+            dataset = from_numpy(x, targets=y, source=data.source, name=f"{data.name}-{context}")
         retry_races(mlflow.log_input, dataset, context=context)
     mlflow.set_tags(
         {
-            "data.name": digits.name,
-            "data.source": digits.source,
-            "data.digest": digits.digest,
-            **{f"data.{split}_size": str(size) for split, size in digits.sizes().items()},
+            "data.name": data.name,
+            "data.source": data.source,
+            "data.digest": data.digest,
+            **{f"data.{split}_size": str(size) for split, size in data.sizes.items()},
         }
     )
 
@@ -299,23 +291,15 @@ def record_failed_job(
     client.set_terminated(run.info.run_id, "FAILED")
 
 
-def log_setup(
-    cfg: DictConfig,
-    hydra_output_dir: str | None,
-    model: keras.Model,
-    digits: Digits,
-    distribution: Any,  # a src.training.distribute.Distribution: its replicas and devices
-    fallbacks: list[str],
-    precision: tuple[str, str],
-) -> None:
+def log_setup(cfg: DictConfig, hydra_output_dir: str | None, setup: Setup) -> None:
     """What a run is before it fits or scores anything: its config, machine, model size, devices, data,
-    fallbacks and precision (with what chose it)."""
-    from src.models.networks import count_params
-
+    fallbacks and precision (with what chose it), and a fine-tune's starting point."""
     log_config(cfg, hydra_output_dir)
     log_environment()
-    log_model_size(count_params(model))
-    log_distribution(distribution.replicas, distribution.devices)
-    log_dataset(digits)
-    log_fallbacks(fallbacks)
-    log_precision(*precision)
+    log_model_size(setup.model_size)
+    log_distribution(setup.replicas, setup.devices)
+    log_dataset(setup.data)
+    log_fallbacks(setup.fallbacks)
+    log_precision(*setup.precision)
+    if setup.init_from:
+        log_init_from(*setup.init_from)

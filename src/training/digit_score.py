@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from src.reading.digit_score import METADATA_KEY, DigitScore, reading_network
+from src.results import DigitScoreRecord
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -328,20 +329,6 @@ def score_version() -> str:
     return h.hexdigest()[:12]
 
 
-def run_config(run_id: str) -> DictConfig | None:
-    """The config a run logged (config/config.yaml), None where it has none."""
-    from omegaconf import DictConfig, OmegaConf
-
-    from src.tracking import records
-
-    text = records.run_text(run_id, "config/config.yaml")  # none: logged another way
-    if text is None:
-        return None
-    cfg = OmegaConf.create(text)
-    assert isinstance(cfg, DictConfig), f"{run_id}: its config is not a mapping"
-    return cfg
-
-
 def deferred(cfg: DictConfig | None) -> bool:
     """Whether a run of `cfg` left its digit score to its first reader (runs logged before the key
     existed fitted theirs at training, or none)."""
@@ -357,11 +344,10 @@ def fitted_when_read(uri: str, model: keras.Model) -> DigitScore | None:
     model fitted its score at training (it is in its metadata) or has none."""
     import json
 
-    from src import tracking
     from src.tracking import records
 
     run_id = records.run_of_model(uri)
-    cfg = run_config(run_id) if run_id else None
+    cfg = records.run_config(run_id) if run_id else None
     if run_id is None or cfg is None or not deferred(cfg):
         return None
     name = f"{ARTIFACTS}/{score_version()}.json"
@@ -386,8 +372,21 @@ def fitted_when_read(uri: str, model: keras.Model) -> DigitScore | None:
     if score is None:
         return None
     log.info("digit score: fitted for %s on its first read in %.1f s", uri, time.perf_counter() - start)
-    tracking.keep_digit_score(run_id, score, name)
+    from src.tracking import registry, scores  # MLflow is loaded: the classifier came from it
+
+    scores.keep_digit_score(run_id, record(score), name)
     reader, registered = cfg.tracking.get("reader_model"), cfg.tracking.get("registered_model")
     if reader and registered:
-        tracking.register_reader(model, run_id, registered, reader, score)
+        from src.reading.reader_model import log_reader
+
+        # the reading model's flavour logs it; the registry registers what it logged
+        registry.register_reader(
+            functools.partial(log_reader, model, digit_score=score), run_id, registered, reader
+        )
     return score
+
+
+def record(score: DigitScore) -> DigitScoreRecord:
+    """The score as a run records it (src/results.py), and as the classifier's metadata keeps it."""
+    kept = score.to_metadata()
+    return DigitScoreRecord(score.metrics(), score.fitted_on, kept, {METADATA_KEY: kept})

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 from src import UserError
+from src.results import Training
 from src.training.interrupts import INTERRUPTS
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from src.data import Digits
     from src.models.networks import Network
     from src.models.scoring import Evaluation
-    from src.tracking.opening import Opening
+    from src.results import TrainingSink
     from src.training.non_digits import Pending
     from src.training.routes import Route
 
@@ -61,10 +62,11 @@ def fit(
     checkpoints: str | Callable[[], str] | None = None,
     extra_callbacks: list | None = None,
     non_digits: Pending | None = None,
-) -> tuple[dict, float]:
-    """Compile and fit with the configured optimizer, augmentation and callbacks; logs every epoch.
-    `non_digits` (src/training/non_digits.py: crops being cut) joins the training split of an exact
-    route.
+    sink: TrainingSink | None = None,
+) -> Training:
+    """Compile and fit with the configured optimizer, augmentation and callbacks; every epoch is told to
+    `sink` (the recorder of a tracked run; none: nothing is recorded). `non_digits`
+    (src/training/non_digits.py: crops being cut) joins the training split of an exact route.
 
     `trainee` is the whole model on digits (route "exact", augmented by `augment`), or the top on
     backbone features ("cached"; "echoed": one of several augmented views per digit each epoch). With
@@ -73,8 +75,8 @@ def fit(
     """
     x_train, y_train, loss, metric = with_non_digits(inputs["train"], digits.y_train, route, non_digits)
     train_ds, val_ds = training_data(cfg, inputs, digits, route, augment, x_train, y_train)
-    compile_trainee(trainee, cfg, route, len(train_ds), loss, metric)
-    callbacks = training_callbacks(cfg, checkpoints, extra_callbacks)
+    xla, steps = compile_trainee(trainee, cfg, route, len(train_ds), loss, metric)
+    callbacks = training_callbacks(cfg, checkpoints, extra_callbacks, sink)
     start = time.perf_counter()
     with INTERRUPTS.while_training():
         history = trainee.fit(
@@ -90,7 +92,7 @@ def fit(
         trainee.compile(
             optimizer=trainee.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"]
         )
-    return history.history, seconds
+    return Training(history.history, seconds, xla, steps)
 
 
 def with_non_digits(
@@ -157,17 +159,14 @@ def training_data(
 
 def compile_trainee(
     trainee: keras.Model, cfg: DictConfig, route: str, steps_per_epoch: int, loss: Any, metric: Any
-) -> None:
+) -> tuple[bool, int]:
     """Compile with the configured optimizer (a schedule's length filled in), with XLA where it pays and
-    several steps per call where Keras can."""
-    from src import tracking
-
+    several steps per call where Keras can; returns whether with XLA, and the training's steps."""
     steps = cfg.training.steps_per_execution
     mirrored = cfg.training.strategy == "mirrored"
     cached = route != "exact"
     total_steps = cfg.training.epochs * steps_per_epoch
     xla = use_xla(cfg.training.jit_compile, cached and not mirrored, total_steps)
-    tracking.when_open(lambda: tracking.log_xla(xla, total_steps))
     trainee.compile(
         optimizer=optimizer(cfg.training.optimizer, total_steps),
         loss=loss,
@@ -177,21 +176,24 @@ def compile_trainee(
         # MirroredStrategy, where Keras cannot run several steps per call: keras-team/keras#19246)
         steps_per_execution=(32 if cached and not mirrored else 1) if steps == "auto" else int(steps),
     )
+    return xla, total_steps
 
 
 def training_callbacks(
-    cfg: DictConfig, checkpoints: str | Callable[[], str] | None, extra: list | None
+    cfg: DictConfig,
+    checkpoints: str | Callable[[], str] | None,
+    extra: list | None,
+    sink: TrainingSink | None = None,
 ) -> list[keras.callbacks.Callback]:
-    """The configured callbacks, then the epoch logger, `extra`, the checkpoint saver and the interrupts,
-    in that order."""
+    """The configured callbacks, then the epoch logger (telling `sink`), `extra`, the checkpoint saver
+    and the interrupts, in that order."""
     from hydra.utils import instantiate
 
-    from src.training.callbacks import checkpoint_saver, epoch_logger, last_logged_epoch
+    from src.training.callbacks import checkpoint_saver, epoch_logger
 
     callbacks = [instantiate(c) for c in cfg.training.callbacks.values() if c is not None]
-    logged_through = last_logged_epoch() if cfg.training.resume else -1
     # the logger comes before the checkpoint: a saved epoch is always a logged one
-    callbacks.append(epoch_logger(logged_through))  # also stops a run whose loss is not finite
+    callbacks.append(epoch_logger(sink))  # also stops a run whose loss is not finite
     callbacks += extra or []
     if checkpoints:
         callbacks.append(checkpoint_saver(checkpoints))
@@ -239,14 +241,15 @@ def checkpoint_dir(cfg: DictConfig, run_id: str) -> str:
     return str(Path(cfg.training.checkpoint_dir).absolute() / run_id)
 
 
-def checkpoints(cfg: DictConfig, opening: Opening) -> str | Callable[[], str] | None:
+def checkpoints(cfg: DictConfig, run_id: Callable[[], str]) -> str | Callable[[], str] | None:
     """Where the run's training state is saved (training.checkpoints): a resumed run's directory, or
-    for a new run what gives its directory once the run being opened is open (its id names it)."""
+    for a new run what gives its directory once the run being opened is open (`run_id` gives its id,
+    which names it)."""
     if not cfg.training.checkpoints:
         return None
     if cfg.training.resume:
         return checkpoint_dir(cfg, cfg.training.resume)
-    return lambda: checkpoint_dir(cfg, opening.wait())
+    return lambda: checkpoint_dir(cfg, run_id())
 
 
 def verbosity(verbose: str | int) -> int:
@@ -292,16 +295,15 @@ def fit_route(
     checkpoints: str | Callable[[], str] | None,
     sweep: dict,
     non_digits: Pending | None = None,
-) -> float:
-    """Fit the route's trainee; returns the seconds it took. A search's trial may be pruned after any
-    epoch (TrialPruned); a loss that is no longer finite fails the run (TrainingDiverged)."""
+    sink: TrainingSink | None = None,
+) -> Training:
+    """Fit the route's trainee; returns what the fit did. A search's trial may be pruned after any epoch
+    (the result says why: `pruned`); a loss that is no longer finite fails the run (TrainingDiverged)."""
     import math
-
-    from src import tracking
 
     # a search's trial: the pruner may stop it after any epoch
     pruner = sweep["pruner"](monitor="val_accuracy") if "pruner" in sweep else None
-    history, seconds = fit(
+    training = fit(
         route.trainee,
         route.inputs,
         digits,
@@ -311,28 +313,26 @@ def fit_route(
         checkpoints=checkpoints,
         extra_callbacks=[pruner] if pruner else [],
         non_digits=non_digits,
+        sink=sink,
     )
     if pruner and pruner.pruned:
-        from src.training.callbacks import TrialPruned
-
-        tracking.log_training(seconds)
-        raise TrialPruned(pruner.pruned)
-    losses = history.get("loss", [])
+        training.pruned = pruner.pruned
+        return training
+    losses = training.history.get("loss", [])
     if losses and not all(map(math.isfinite, losses)):
         raise TrainingDiverged(
             f"the loss became {losses[-1]} at epoch {len(losses)}: training stopped and nothing "
             "registered (try a smaller training.optimizer.learning_rate)"
         )
-    tracking.log_training(seconds)
-    return seconds
+    return training
 
 
 def score_training(
     cfg: DictConfig, network: Network, route: Route, digits: Digits
-) -> tuple[Evaluation, float | None]:
+) -> tuple[Evaluation, Evaluation, float | None]:
     """The trained network's end-of-run scores on the training sample and the validation split (after
-    calibration), logged; returns (validation, temperature or None). The test set is scored apart."""
-    from src import tracking
+    calibration); returns (training sample, validation, temperature or None). The test set is scored
+    apart."""
     from src.models import calibration
     from src.models.scoring import evaluate
 
@@ -344,10 +344,8 @@ def score_training(
     else:  # the echoed features are of augmented digits: score the digits themselves
         x = digits.x_train[sample][..., None]
         train_scores = evaluate(network.trainee, x, digits.y_train[sample], "train")
-    tracking.log_evaluation(train_scores, prefix="final_train_")
     validation = evaluate(route.trainee, route.inputs["validation"], digits.y_val, "validation")
     temperature = calibrate(network, validation) if cfg.training.calibrate else None
     if temperature:
         validation.probabilities = calibration.scale(validation.probabilities, temperature)
-    tracking.log_evaluation(validation, prefix="final_val_")
-    return validation, temperature
+    return train_scores, validation, temperature

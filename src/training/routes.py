@@ -11,6 +11,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from src.data import Digits
+from src.results import FeatureCache
 
 if TYPE_CHECKING:
     from src.models.networks import Network
@@ -25,25 +26,22 @@ class Route:
     trainee: Any  # the Keras model that fits and is scored: the whole network, or its top on features
     inputs: dict[str, np.ndarray]  # the trainee's inputs by split: train, validation, test
     augment: Any  # the augmentation layer, or None
+    feature_cache: FeatureCache  # where the features came from, and how long they took
 
 
 def choose(cfg: DictConfig, network: Network, digits: Digits) -> Route:
-    """The run's route, recorded on the run (once it is open: src/tracking/opening.py), with the backbone
-    features it trains on (cached or computed now) unless it is exact."""
-    from src import tracking
+    """The run's route and why, with the backbone features it trains on (cached or computed now) unless
+    it is exact."""
     from src.training import features
     from src.training.augmentation import augmentation
 
     name, why = features.route(cfg, network)
     log.info("training route: %s (%s)", name, why)
-    # lambdas: even looking tracking.log_route up imports MLflow, which the run's opening thread may be
-    # importing now
-    tracking.when_open(lambda: tracking.log_route(name, why))
     augment = augmentation(cfg)
     if name == "exact":
-        tracking.when_open(lambda: tracking.log_feature_cache(f"off: {why}", None))
         inputs = {"train": digits.x_train, "validation": digits.x_val, "test": digits.x_test}
-        return Route(name, why, network.trainee, {k: x[..., None] for k, x in inputs.items()}, augment)
+        inputs = {k: x[..., None] for k, x in inputs.items()}
+        return Route(name, why, network.trainee, inputs, augment, FeatureCache(f"off: {why}"))
     inputs, source, seconds, test_seconds = features.backbone_features(
         network,
         digits,
@@ -57,5 +55,4 @@ def choose(cfg: DictConfig, network: Network, digits: Digits) -> Route:
             "seed": cfg.training.seed,
         },
     )
-    tracking.when_open(lambda: tracking.log_feature_cache(source, seconds, test_seconds))
-    return Route(name, why, network.top, inputs, augment)
+    return Route(name, why, network.top, inputs, augment, FeatureCache(source, seconds, test_seconds))
