@@ -131,19 +131,19 @@ def help_text(doc: str, config_name: str, overrides: list[str] | tuple[str, ...]
 
     from hydra.core.plugins import Plugins
 
-    from src import config
+    from src import config, key_help
 
     Plugins.instance()  # the sweepers and launchers (hydra/sweeper=optuna_search), as hydra.main finds them
     cfg = config.compose(overrides, config_name)
-    described = config.key_descriptions(config_name, overrides)
+    described = key_help.key_descriptions(config_name, overrides)
 
     def meaning(text: str) -> list[str]:
         return textwrap.wrap(text, 104, initial_indent="      ", subsequent_indent="      ")
 
     lines = [doc.strip(), "", "Keys (key=value on the command line; shown with the value they have now):"]
     told: set[str] = set()
-    for key, value in config.leaf_keys(cfg).items():
-        found = config.description_of(key, described)
+    for key, value in key_help.leaf_keys(cfg).items():
+        found = key_help.description_of(key, described)
         if found and found[0] != key and found[0] not in told:
             told.add(found[0])
             lines += [f"  {found[0]}:", *meaning(found[1])]

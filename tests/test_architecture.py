@@ -173,3 +173,19 @@ def test_tracking_imports_no_domain_package():
     )
     assert not wrong, "tracking imports the domain: " + ", ".join(wrong)
     assert layers["src.tracking"] < min(layers[d] for d in DOMAIN if d in layers)
+
+
+def test_no_module_over_400_lines_and_no_function_over_60():
+    """Rooms a newcomer can read: the library, the Optuna sweeper and the bench (the tests aside)."""
+    files = [*(ROOT / "src").rglob("*.py"), *(ROOT / "hydra_plugins").rglob("*.py")]
+    long_modules, long_functions = [], []
+    for path in sorted([*files, *(ROOT / "bench").glob("*.py")]):
+        text = path.read_text()
+        name = str(path.relative_to(ROOT))
+        if len(text.splitlines()) > 400:
+            long_modules.append(f"{name} ({len(text.splitlines())})")
+        for node in ast.walk(ast.parse(text)):
+            functions = ast.FunctionDef | ast.AsyncFunctionDef
+            if isinstance(node, functions) and node.end_lineno and node.end_lineno - node.lineno >= 60:
+                long_functions.append(f"{name}: {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert not long_modules and not long_functions, (long_modules, long_functions)

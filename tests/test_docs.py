@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src import UserError, config
+from src import UserError, config, key_help
 
 ROOT = config.CONF_DIR.parent
 
@@ -294,9 +294,9 @@ def test_every_key_has_a_description_and_help_shows_it():
     Plugins.instance()
     missing = []
     for name, overrides in cases:
-        described = config.key_descriptions(name, overrides)
-        for key in config.leaf_keys(config.compose(overrides, name)):
-            if config.description_of(key, described) is None:
+        described = key_help.key_descriptions(name, overrides)
+        for key in key_help.leaf_keys(config.compose(overrides, name)):
+            if key_help.description_of(key, described) is None:
                 missing.append(f"{name} {overrides}: {key}")
     assert not missing, "keys without a comment in their YAML file: " + ", ".join(missing)
 
