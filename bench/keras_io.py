@@ -136,12 +136,10 @@ def non_digits_ahead(overrides: list[str], seeds: list[int], cache_dir: Path) ->
     from src.training import non_digits
 
     start = time.perf_counter()
-    for seed in seeds:
-        cfg = compose(*overrides, f"training.seed={seed}")
+    for seed in seeds:  # what the command cuts (src/train.py), with the same key
+        cfg = compose(*overrides, f"training.seed={seed}", f"training.feature_cache_dir={cache_dir}")
         digits = load_data(cfg.data)
-        share, as_read = cfg.training.non_digits.share, cfg.training.non_digits.as_read
-        count, written = round(share * len(digits.x_train)), round(as_read * len(digits.x_train))
-        pending = non_digits.start(digits.x_train, digits.y_train, count, written, seed, cache_dir)
+        pending = non_digits.start_for(cfg.training, digits.x_train, digits.y_train)
         if pending is not None:
             pending.result()
     return time.perf_counter() - start

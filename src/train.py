@@ -93,21 +93,10 @@ def train(
 
 def _start_non_digits(cfg: DictConfig, digits: Digits) -> Pending | None:
     """Generated non-digits and digits cut as a reader cuts them, for the training split: cut in another
-    process while TensorFlow loads and the model is built (src/training/non_digits.py). A run logged
-    before the key existed (src.rerun) trained without them."""
+    process while TensorFlow loads and the model is built (src/training/non_digits.py)."""
     from src.training import non_digits
 
-    shares = cfg.training.get("non_digits") or {}
-    return non_digits.start(
-        digits.x_train,
-        digits.y_train,
-        round(shares.get("share", 0.0) * len(digits.x_train)),
-        round(shares.get("as_read", 0.0) * len(digits.x_train)),
-        cfg.training.seed,
-        cfg.training.feature_cache_dir,  # kept there: the next start with the same digits loads them
-        round(shares.get("pairs", 0.0) * len(digits.x_train)),
-        round(shares.get("fonts", 0.0) * len(digits.x_train)),
-    )
+    return non_digits.start_for(cfg.training, digits.x_train, digits.y_train)
 
 
 def _build_network(cfg: DictConfig, begin: Start | None, digits: Digits) -> tuple[Network, tuple[str, str]]:

@@ -239,3 +239,21 @@ def test_digits_written_in_the_training_fonts_go_in_with_their_labels(tmp_path):
     assert again is not None and again.ready is not None
     other = non_digits.start(x, y, 0, 0, 3, tmp_path, fonts=30)
     assert other is not None and other.ready is None and len(other.result()[0]) == 30
+
+
+def test_what_a_training_asks_for_is_cut_once_and_the_next_start_finds_it(tmp_path):
+    """start_for cuts what a training's config asks for (the command's and the bench's one way): the
+    fast_baseline preset's non-digits, pairs, digits as read and the fonts' digits; a second start with
+    the same config loads them from the cache."""
+    from src.config import compose
+
+    cfg = compose(["+experiment=fast_baseline", f"training.feature_cache_dir={tmp_path}"])
+    x, y = SAMPLE["x_train"][:400], SAMPLE["y_train"][:400]
+    first = non_digits.start_for(cfg.training, x, y)
+    assert first is not None and first.ready is None
+    images, labels, _ = first.result()
+    shares = cfg.training.non_digits
+    assert (labels < NOT_A_DIGIT).sum() == round(shares.as_read * 400) + round(shares.fonts * 400)
+    assert (labels == NOT_A_DIGIT).sum() >= round(shares.share * 400) + round(shares.pairs * 400)
+    again = non_digits.start_for(cfg.training, x, y)
+    assert again is not None and again.ready is not None and np.array_equal(again.result()[0], images)

@@ -237,6 +237,24 @@ def start(
     return Pending(future, arguments)
 
 
+def start_for(training: Any, x: np.ndarray, y: np.ndarray) -> Pending | None:
+    """`start` with the counts a training's config asks for (`training.non_digits`, shares of the training
+    split `x`), its seed and its cache (`training.feature_cache_dir`). A run logged before the key existed
+    (src.rerun) trained without them."""
+    shares = training.get("non_digits") or {}
+    counts = {key: round(shares.get(key, 0.0) * len(x)) for key in ("share", "as_read", "pairs", "fonts")}
+    return start(
+        x,
+        y,
+        counts["share"],
+        counts["as_read"],
+        training.seed,
+        training.feature_cache_dir,  # kept there: the next start with the same digits loads them
+        counts["pairs"],
+        counts["fonts"],
+    )
+
+
 def loss_and_metric() -> tuple[Callable[[Any, Any], Any], keras.metrics.Metric]:
     """The training loss (a digit: cross-entropy to its label; a non-digit: cross-entropy to even
     probabilities over the ten digits) and accuracy over the digits alone (named `accuracy`, as Keras names
