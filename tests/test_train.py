@@ -220,13 +220,13 @@ def test_what_is_logged_before_the_run_is_open_is_logged_once_it_is(store):
         return mlflow.start_run(experiment_id=experiment_id, run_name="opened").info.run_id
 
     with opening.opened(start) as run:
-        opening.when_open(lambda: mlflow.set_tag("held", "first"))
-        opening.when_open(lambda: mlflow.set_tag("held", "second"))  # in order: the later one stands
+        run.hold(lambda: mlflow.set_tag("held", "first"))
+        run.hold(lambda: mlflow.set_tag("held", "second"))  # in order: the later one stands
         assert mlflow.active_run() is None  # the run is not this thread's yet
         gate.set()
         run_id = run.wait()
         assert mlflow.active_run().info.run_id == run_id
-        opening.when_open(lambda: mlflow.set_tag("now", "yes"))  # open: logged at once
+        run.hold(lambda: mlflow.set_tag("now", "yes"))  # open: logged at once
         assert mlflow.get_run(run_id).data.tags["now"] == "yes"
     done = mlflow.get_run(run_id)
     assert done.info.status == "FINISHED" and done.data.tags["held"] == "second"

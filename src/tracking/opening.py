@@ -82,16 +82,11 @@ class Opening:
         return self._run_id
 
 
-_CURRENT: Opening | None = None
-
-
 @contextlib.contextmanager
 def opened(start: Callable[[], str], background: bool = True) -> Iterator[Opening]:
     """The run that `start` opens (in a thread with `background`), ended FINISHED, FAILED or KILLED like
     tracking.run's. `start` starts the run as its thread's active run and returns its id."""
-    global _CURRENT
     opening = Opening(start, background)
-    _CURRENT = opening
     try:
         yield opening
     except BaseException as e:
@@ -110,19 +105,3 @@ def opened(start: Callable[[], str], background: bool = True) -> Iterator[Openin
         from src.tracking import runs
 
         runs.end_run()
-    finally:
-        _CURRENT = None
-
-
-def when_open(call: Callable[[], None]) -> None:
-    """Log through `call` now, or once the run being opened is open (now when no run is being opened)."""
-    if _CURRENT is None:
-        call()
-    else:
-        _CURRENT.hold(call)
-
-
-def wait_open() -> None:
-    """Wait for the run being opened, if any."""
-    if _CURRENT is not None:
-        _CURRENT.wait()
