@@ -282,7 +282,7 @@ def offer_champion(tracking_cfg: DictConfig, best: Configuration) -> str:
         name, champion.metric, champion.mode, champion.min_delta, candidates=versions,
         reader_model=tracking_cfg.get("reader_model"),
     )  # fmt: skip
-    if candidate is None:
+    if candidate is None or settled is None:
         return f"champion: no version of the best configuration has {champion.metric}"
     if settled == candidate:
         score = scores[candidate]

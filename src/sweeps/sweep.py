@@ -69,6 +69,7 @@ class MlflowSweep(Callback):
         overrides = list(config.hydra.overrides.task)
         with _one_line_errors():
             experiment_id = tracking.use_store(config.tracking)
+            assert experiment_id is not None  # created where new: always an id
             parent_run_id = tracking.start_sweep(
                 experiment_id,
                 run_name=f"sweep-{sweep_dir.parent.name}-{sweep_dir.name}",

@@ -23,7 +23,94 @@ The names below are the package's API for the store, the sweeps' runs and the re
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what each name is, for mypy (at run time each is loaded on first use, below)
+    from src.tracking.registry import (
+        CHAMPION as CHAMPION,
+    )
+    from src.tracking.registry import (
+        MODEL_ARTIFACT as MODEL_ARTIFACT,
+    )
+    from src.tracking.registry import (
+        beats as beats,
+    )
+    from src.tracking.registry import (
+        best_version as best_version,
+    )
+    from src.tracking.registry import (
+        champion_version as champion_version,
+    )
+    from src.tracking.registry import (
+        follow_champion as follow_champion,
+    )
+    from src.tracking.registry import (
+        load_classifier as load_classifier,
+    )
+    from src.tracking.registry import (
+        load_reading_classifier as load_reading_classifier,
+    )
+    from src.tracking.registry import (
+        promote_champion as promote_champion,
+    )
+    from src.tracking.registry import (
+        reader_version as reader_version,
+    )
+    from src.tracking.registry import (
+        register_reader as register_reader,
+    )
+    from src.tracking.registry import (
+        version_scores as version_scores,
+    )
+    from src.tracking.runs import (
+        check_resumable as check_resumable,
+    )
+    from src.tracking.runs import (
+        child_job_numbers as child_job_numbers,
+    )
+    from src.tracking.runs import (
+        child_runs as child_runs,
+    )
+    from src.tracking.runs import (
+        end_sweep as end_sweep,
+    )
+    from src.tracking.runs import (
+        flatten as flatten,
+    )
+    from src.tracking.runs import (
+        git_tags as git_tags,
+    )
+    from src.tracking.runs import (
+        record_failed_job as record_failed_job,
+    )
+    from src.tracking.runs import (
+        run as run,
+    )
+    from src.tracking.runs import (
+        start_sweep as start_sweep,
+    )
+    from src.tracking.scores import (
+        keep_digit_score as keep_digit_score,
+    )
+    from src.tracking.store import (
+        DEFAULT_STORE as DEFAULT_STORE,
+    )
+    from src.tracking.store import (
+        artifact_location as artifact_location,
+    )
+    from src.tracking.store import (
+        check_folder as check_folder,
+    )
+    from src.tracking.store import (
+        resolve_uri as resolve_uri,
+    )
+    from src.tracking.store import (
+        store_lock as store_lock,
+    )
+    from src.tracking.store import (
+        use_store as use_store,
+    )
+
 
 # name -> the module of this package that defines it
 _API = {
