@@ -300,8 +300,10 @@ class PostgreSQL:
 
     def __init__(self, root: Path):
         self.root, self.port, self.count = root, None, 0
-        # PostgreSQL refuses to run as root: as root, run it as Debian's postgres user
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        # PostgreSQL refuses to run as root: as root, run it as Debian's postgres user (runuser is in sbin,
+        # which a root shell's PATH need not hold)
+        runuser = shutil.which("runuser", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or "runuser"
+        self.as_user = [runuser, "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
     def _run(self, *command):
         result = subprocess.run([*self.as_user, *command], capture_output=True, text=True, timeout=120)

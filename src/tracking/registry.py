@@ -259,7 +259,8 @@ def load_reading_classifier(uri: str, tracking_uri: str | None = None) -> tuple[
     """`load_classifier`, with the model's metadata (where a digit score is kept; empty: it has none)."""
     import mlflow
 
-    from src.tracking import access, resolve_uri
+    from src.tracking import access
+    from src.tracking.store import resolve_uri
 
     store = resolve_uri(tracking_uri)
     mlflow.set_tracking_uri(store)
